@@ -1,0 +1,125 @@
+// Package config turns environment variables and flags into the settings of
+// the producer and the consumer. Every setting is a flag whose default comes
+// from its environment variable, so `--help` lists them all with the values
+// in effect. Only cmd/ calls it; other packages take plain values.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/joho/godotenv"
+)
+
+// Defaults point at the services on localhost with their stock credentials.
+const (
+	DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
+	DefaultRabbitURL   = "amqp://guest:guest@127.0.0.1:5672/"
+	DefaultQueue       = "users"
+)
+
+// Getenv looks up an environment variable; "" means unset.
+type Getenv func(string) string
+
+// WithDotEnv returns a Getenv that falls back to the KEY=VALUE lines of the
+// file at path (when it exists) for variables the environment does not set.
+func WithDotEnv(getenv Getenv, path string) (Getenv, error) {
+	vars, err := godotenv.Read(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return getenv, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return func(k string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return vars[k]
+	}, nil
+}
+
+// set registers settings on a FlagSet with defaults from the environment and
+// remembers parse errors of environment values, reported after Parse.
+type set struct {
+	fs     *flag.FlagSet
+	getenv Getenv
+	errs   []error
+}
+
+func (s *set) env(name, def string) string {
+	if v := s.getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func (s *set) String(p *string, flagName, envName, def, usage string) {
+	s.fs.StringVar(p, flagName, s.env(envName, def), usage+envHint(envName))
+}
+
+func (s *set) Int(p *int, flagName, envName string, def int, usage string) {
+	v := def
+	if raw := s.getenv(envName); raw != "" {
+		if _, err := fmt.Sscan(raw, &v); err != nil {
+			s.errs = append(s.errs, fmt.Errorf("%s: %q is not an integer", envName, raw))
+		}
+	}
+	s.fs.IntVar(p, flagName, v, usage+envHint(envName))
+}
+
+func (s *set) Duration(p *time.Duration, flagName, envName string, def time.Duration, usage string) {
+	v := def
+	if raw := s.getenv(envName); raw != "" {
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			s.errs = append(s.errs, fmt.Errorf("%s: %q is not a duration like 30s or 24h", envName, raw))
+		}
+		v = d
+	}
+	s.fs.DurationVar(p, flagName, v, usage+envHint(envName))
+}
+
+func (s *set) Bool(p *bool, flagName, envName string, def bool, usage string) {
+	v := def
+	if raw := s.getenv(envName); raw != "" {
+		switch strings.ToLower(raw) {
+		case "1", "true", "yes", "on":
+			v = true
+		case "0", "false", "no", "off":
+			v = false
+		default:
+			s.errs = append(s.errs, fmt.Errorf("%s: %q is not true or false", envName, raw))
+		}
+	}
+	s.fs.BoolVar(p, flagName, v, usage+envHint(envName))
+}
+
+func (s *set) parse(args []string) error {
+	if err := s.fs.Parse(args); err != nil {
+		return err
+	}
+	return errors.Join(s.errs...)
+}
+
+func envHint(name string) string {
+	if name == "" {
+		return ""
+	}
+	return " (env " + name + ")"
+}
+
+// ErrUsage marks errors in the command line or settings (exit code 2).
+var ErrUsage = errors.New("usage")
+
+func usageError(err error) error {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUsage, err)
+}

@@ -1,0 +1,60 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Producer holds the producer's settings.
+type Producer struct {
+	Input            string // a path, or "-" for stdin
+	RejectsPath      string
+	RabbitURL        string
+	Queue            string
+	BatchSize        int
+	Format           string // "gob" or "json"
+	MaxInFlight      int
+	ReconnectTimeout time.Duration
+	LogLevel         string
+}
+
+// ParseProducer reads the producer's flags and environment. It returns
+// flag.ErrHelp after printing usage for -h/--help, and an ErrUsage error
+// for bad flags or values.
+func ParseProducer(args []string, getenv Getenv, out io.Writer) (Producer, error) {
+	var c Producer
+	fs := flag.NewFlagSet("producer", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintln(out, "usage: producer [flags] FILE   (FILE may be - for stdin)\n\nReads a CSV export of users, validates every row and publishes the good\nones to RabbitMQ; exits 0 once the broker confirmed every message.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	s := &set{fs: fs, getenv: getenv}
+	s.String(&c.RejectsPath, "rejects", "", "", "where to write rejected rows (default: FILE with .rejects.csv, or rejects.csv for stdin)")
+	s.String(&c.RabbitURL, "rabbitmq-url", "RABBITMQ_CONN_URL", DefaultRabbitURL, "RabbitMQ URL")
+	s.String(&c.Queue, "queue", "RABBITMQ_QUEUE_NAME", DefaultQueue, "queue to publish to")
+	s.Int(&c.BatchSize, "batch", "PRODUCER_BATCH_SIZE", 1000, "users per message")
+	s.String(&c.Format, "format", "PRODUCER_FORMAT", "gob", "message encoding: gob or json")
+	s.Int(&c.MaxInFlight, "max-in-flight", "PRODUCER_MAX_IN_FLIGHT", 64, "messages published but not yet confirmed")
+	s.Duration(&c.ReconnectTimeout, "reconnect-timeout", "PRODUCER_RECONNECT_TIMEOUT", time.Minute, "give up when the broker stays unreachable this long")
+	s.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	if err := s.parse(args); err != nil {
+		return c, usageError(err)
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return c, usageError(fmt.Errorf("want exactly one FILE argument, got %d", fs.NArg()))
+	}
+	c.Input = fs.Arg(0)
+	switch {
+	case c.BatchSize < 1 || c.BatchSize > 100_000:
+		return c, usageError(fmt.Errorf("--batch must be between 1 and 100000, got %d", c.BatchSize))
+	case c.Format != "gob" && c.Format != "json":
+		return c, usageError(fmt.Errorf("--format must be gob or json, got %q", c.Format))
+	case c.MaxInFlight < 1:
+		return c, usageError(fmt.Errorf("--max-in-flight must be >= 1, got %d", c.MaxInFlight))
+	}
+	return c, nil
+}

@@ -1,0 +1,176 @@
+// Package ingest is the consumer's flow for one batch of users:
+// validate → seal the emails → upsert into Postgres (the system of record) →
+// write the changed users to the Redis cache. The message plumbing (decode,
+// ack, dead letters) lives in message.go; this file knows nothing of queues.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/viswals/viswals"
+)
+
+// Store is the system of record.
+type Store interface {
+	// UpsertBatch writes users whose version is newer than the stored one
+	// and returns those whose content changed.
+	UpsertBatch(ctx context.Context, users []viswals.SealedUser) ([]viswals.SealedUser, error)
+}
+
+// Cache is the read cache. It is optional: its failures never stop ingestion.
+type Cache interface {
+	Put(ctx context.Context, users []viswals.SealedUser) error
+}
+
+// Sealer encrypts a record's email.
+type Sealer interface {
+	Seal(r viswals.Record) (viswals.SealedUser, error)
+}
+
+// Rejected is a record that cannot be stored, with the reason.
+type Rejected struct {
+	Record viswals.Record
+	Reason string
+}
+
+// Options tune an Ingester; zero values take the defaults.
+type Options struct {
+	// CacheTimeout bounds one cache write, so a dead Redis costs little.
+	CacheTimeout time.Duration
+	// RetryMin and RetryMax bound the backoff while the store is unavailable.
+	RetryMin, RetryMax time.Duration
+	Logger             *slog.Logger
+	Metrics            *Metrics
+}
+
+// Ingester stores batches of users. Safe for concurrent use.
+type Ingester struct {
+	store  Store
+	cache  Cache
+	sealer Sealer
+	opts   Options
+	// cacheBreaker skips cache writes for a while after one failed, so an
+	// unreachable Redis does not add a timeout to every batch.
+	cacheBreaker breaker
+}
+
+// New returns an Ingester. cache may be nil.
+func New(store Store, cache Cache, sealer Sealer, opts Options) *Ingester {
+	if opts.CacheTimeout == 0 {
+		opts.CacheTimeout = 2 * time.Second
+	}
+	if opts.RetryMin == 0 {
+		opts.RetryMin = 100 * time.Millisecond
+	}
+	if opts.RetryMax == 0 {
+		opts.RetryMax = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
+	}
+	return &Ingester{store: store, cache: cache, sealer: sealer, opts: opts, cacheBreaker: breaker{cooldown: 5 * time.Second}}
+}
+
+// Ingest validates, seals and stores recs. It returns the records that were
+// refused, with reasons; every other record is committed when it returns nil.
+// While the store is unavailable it retries with backoff until ctx is done,
+// so the caller's message stays unacknowledged and nothing is lost.
+func (in *Ingester) Ingest(ctx context.Context, recs []viswals.Record) ([]Rejected, error) {
+	start := time.Now()
+	sealed := make([]viswals.SealedUser, 0, len(recs))
+	var rejected []Rejected
+	for i := range recs {
+		if err := recs[i].Validate(); err != nil {
+			rejected = append(rejected, Rejected{Record: recs[i], Reason: err.Error()})
+			continue
+		}
+		s, err := in.sealer.Seal(recs[i])
+		if err != nil {
+			return nil, fmt.Errorf("seal user %d: %w", recs[i].ID, err)
+		}
+		sealed = append(sealed, s)
+	}
+
+	changed, refused, err := in.upsert(ctx, sealed)
+	if err != nil {
+		return nil, err
+	}
+	rejected = append(rejected, refused...)
+	in.opts.Metrics.observeBatch(len(sealed)-len(refused), len(rejected), time.Since(start))
+
+	if len(changed) > 0 && in.cache != nil {
+		in.putCache(ctx, changed)
+	}
+	return rejected, nil
+}
+
+// putCache writes to Redis after the commit. A failure is logged and the
+// breaker opens: reads fall back to Postgres and refill the cache.
+func (in *Ingester) putCache(ctx context.Context, users []viswals.SealedUser) {
+	if !in.cacheBreaker.allow() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.opts.CacheTimeout)
+	defer cancel()
+	if err := in.cache.Put(ctx, users); err != nil {
+		in.cacheBreaker.fail()
+		in.opts.Logger.Warn("cache write failed; continuing without cache", "users", len(users), "err", err)
+		in.opts.Metrics.CacheErrors.Inc()
+		return
+	}
+	in.cacheBreaker.succeed()
+}
+
+// upsert writes users, retrying while the store is unavailable. A
+// batch the store refuses as invalid is retried one user at a time so that
+// one bad user cannot keep the good ones out.
+func (in *Ingester) upsert(ctx context.Context, users []viswals.SealedUser) (changed []viswals.SealedUser, refused []Rejected, err error) {
+	if len(users) == 0 {
+		return nil, nil, nil
+	}
+	changed, err = in.upsertUntilAvailable(ctx, users)
+	if err == nil || viswals.ErrorCode(err) != viswals.EINVALID {
+		return changed, nil, err
+	}
+	in.opts.Logger.Warn("batch refused by the store; retrying one by one", "users", len(users), "err", err)
+	for _, u := range users {
+		c, err := in.upsertUntilAvailable(ctx, []viswals.SealedUser{u})
+		switch {
+		case err == nil:
+			changed = append(changed, c...)
+		case viswals.ErrorCode(err) == viswals.EINVALID:
+			refused = append(refused, Rejected{Record: viswals.Record{User: viswals.User{ID: u.ID}, Version: u.Version}, Reason: viswals.ErrorMessage(err)})
+		default:
+			return nil, nil, err
+		}
+	}
+	return changed, refused, nil
+}
+
+func (in *Ingester) upsertUntilAvailable(ctx context.Context, users []viswals.SealedUser) ([]viswals.SealedUser, error) {
+	backoff := in.opts.RetryMin
+	for {
+		changed, err := in.store.UpsertBatch(ctx, users)
+		if err == nil || viswals.ErrorCode(err) == viswals.EINVALID {
+			return changed, err
+		}
+		in.opts.Metrics.StoreRetries.Inc()
+		in.opts.Logger.Warn("store unavailable; retrying", "backoff", backoff, "err", err)
+		// Jitter keeps several consumers from retrying in lockstep.
+		wait := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-ctx.Done():
+			return nil, errors.Join(fmt.Errorf("upsert batch: %w", err), ctx.Err())
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, in.opts.RetryMax)
+	}
+}
