@@ -1,0 +1,341 @@
+package emailcrypt
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/viswals/viswals"
+)
+
+func newRing(t testing.TB) *Keyring {
+	t.Helper()
+	k, err := New(testKey)
+	require.NoError(t, err)
+	return k
+}
+
+func otherKey() []byte {
+	k := bytes.Clone(testKey)
+	k[0] ^= 0xff
+	return k
+}
+
+func TestRoundTrip(t *testing.T) {
+	t.Parallel()
+	k := newRing(t)
+	for _, email := range []string{
+		"ada@example.com",
+		"a@b",
+		"Zoë.Ñúñez+tag@exämple.рф",
+		"用户@例子.广告",
+		"\"quoted local\"@example.org",
+		strings.Repeat("x", 300) + "@example.com",
+		"",
+	} {
+		sealed, err := k.Encrypt(email)
+		require.NoError(t, err)
+		assert.True(t, strings.HasPrefix(sealed, "v1:"), sealed)
+		if email != "" {
+			assert.NotContains(t, sealed, email)
+		}
+		got, err := k.Decrypt(sealed)
+		require.NoError(t, err)
+		assert.Equal(t, email, got)
+	}
+}
+
+func TestEncryptUsesFreshNonces(t *testing.T) {
+	t.Parallel()
+	k := newRing(t)
+	seen := map[string]bool{}
+	nonces := map[string]bool{}
+	for range 1000 {
+		s, err := k.Encrypt("ada@example.com")
+		require.NoError(t, err)
+		require.False(t, seen[s], "the same plaintext must seal differently every time")
+		seen[s] = true
+		raw, err := b64.DecodeString(strings.TrimPrefix(s, "v1:"))
+		require.NoError(t, err)
+		nonce := string(raw[:12])
+		require.False(t, nonces[nonce], "nonce repeated")
+		nonces[nonce] = true
+	}
+}
+
+// Changing any character of the sealed string, key id included, must
+// make Decrypt fail rather than return something else.
+func TestDecryptDetectsTampering(t *testing.T) {
+	t.Parallel()
+	k := newRing(t)
+	sealed, err := k.Encrypt("ada@example.com")
+	require.NoError(t, err)
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/:v"
+	for i := range len(sealed) {
+		for _, c := range []byte(alphabet) {
+			if c == sealed[i] {
+				continue
+			}
+			tampered := sealed[:i] + string(c) + sealed[i+1:]
+			got, err := k.Decrypt(tampered)
+			require.Error(t, err, "position %d changed to %q decrypted to %q", i, c, got)
+			require.ErrorIs(t, err, ErrDecrypt)
+			require.NotContains(t, err.Error(), "ada@example.com")
+		}
+	}
+	for _, cut := range []int{1, 5, len(sealed) - 1} {
+		_, err := k.Decrypt(sealed[:cut])
+		require.ErrorIs(t, err, ErrDecrypt, "truncated to %d", cut)
+	}
+	_, err = k.Decrypt(sealed + "A")
+	require.ErrorIs(t, err, ErrDecrypt, "extended")
+}
+
+func TestDecryptWithWrongKeyFails(t *testing.T) {
+	t.Parallel()
+	sealed, err := newRing(t).Encrypt("ada@example.com")
+	require.NoError(t, err)
+	wrong, err := New(otherKey())
+	require.NoError(t, err)
+	_, err = wrong.Decrypt(sealed)
+	require.ErrorIs(t, err, ErrDecrypt)
+	assert.Contains(t, err.Error(), "authentication failed")
+}
+
+func TestDecryptErrors(t *testing.T) {
+	t.Parallel()
+	k := newRing(t)
+	tests := []struct{ name, in, want string }{
+		{"empty", "", "no key id prefix"},
+		{"no prefix", "ada@example.com", "no key id prefix"},
+		{"unknown key id", "v9:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", `unknown key id "v9"`},
+		{"plaintext-looking prefix is not echoed", "ada@example.com:xyz", "malformed key id"},
+		{"not base64", "v1:!!!!", "not base64"},
+		{"padded base64", "v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "not base64"},
+		{"too short", "v1:AAAA", "too short"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := k.Decrypt(tt.in)
+			require.ErrorIs(t, err, ErrDecrypt)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.NotContains(t, err.Error(), "ada@example.com")
+		})
+	}
+}
+
+// A payload made under one key id must not open under another id, even
+// when both ids hold the same key: the id is authenticated.
+func TestKeyIDIsAuthenticated(t *testing.T) {
+	t.Parallel()
+	k, err := NewKeyring("v1", map[string][]byte{"v1": testKey, "v2": testKey})
+	require.NoError(t, err)
+	sealed, err := k.Encrypt("ada@example.com")
+	require.NoError(t, err)
+	_, err = k.Decrypt("v2:" + strings.TrimPrefix(sealed, "v1:"))
+	require.ErrorIs(t, err, ErrDecrypt)
+}
+
+func TestRotation(t *testing.T) {
+	t.Parallel()
+	old := newRing(t)
+	oldSealed, err := old.Encrypt("ada@example.com")
+	require.NoError(t, err)
+
+	rotated, err := NewKeyring("v2", map[string][]byte{"v1": testKey, "v2": otherKey()})
+	require.NoError(t, err)
+	assert.Equal(t, "v2", rotated.PrimaryKeyID())
+	newSealed, err := rotated.Encrypt("ada@example.com")
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(newSealed, "v2:"))
+
+	for _, s := range []string{oldSealed, newSealed} {
+		got, err := rotated.Decrypt(s)
+		require.NoError(t, err)
+		assert.Equal(t, "ada@example.com", got)
+	}
+	_, err = old.Decrypt(newSealed)
+	require.ErrorIs(t, err, ErrDecrypt)
+	assert.Contains(t, err.Error(), `unknown key id "v2"`)
+}
+
+func TestNewKeyringErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		primary string
+		keys    map[string][]byte
+		want    string
+	}{
+		{"primary missing", "v2", map[string][]byte{"v1": testKey}, "not among the keys"},
+		{"short key", "v1", map[string][]byte{"v1": testKey[:16]}, "16 bytes"},
+		{"empty id", "", map[string][]byte{"": testKey}, "key id"},
+		{"id with colon", "v:1", map[string][]byte{"v:1": testKey}, "key id"},
+		{"long id", strings.Repeat("v", 17), map[string][]byte{strings.Repeat("v", 17): testKey}, "key id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := NewKeyring(tt.primary, tt.keys)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.NotContains(t, err.Error(), string(testKey))
+		})
+	}
+}
+
+func TestHash(t *testing.T) {
+	t.Parallel()
+	k := newRing(t)
+	h1 := k.Hash("ada@example.com")
+	assert.Len(t, h1, 32)
+	assert.Equal(t, h1, k.Hash("ada@example.com"), "deterministic")
+	assert.Equal(t, h1, newRing(t).Hash("ada@example.com"), "same key, same hash")
+	assert.NotEqual(t, h1, k.Hash("Ada@example.com"), "different email")
+	other, err := New(otherKey())
+	require.NoError(t, err)
+	assert.NotEqual(t, h1, other.Hash("ada@example.com"), "key-dependent")
+}
+
+func TestSealOpen(t *testing.T) {
+	t.Parallel()
+	k := newRing(t)
+	deleted := time.UnixMilli(1700000000123).UTC()
+	parent := int64(7)
+	rec := viswals.Record{
+		User: viswals.User{
+			ID: 42, FirstName: "Zoë", LastName: "O'Brien, Jr.", Email: "zoe@example.com",
+			CreatedAt: time.UnixMilli(1600000000456).UTC(), DeletedAt: &deleted, ParentUserID: &parent,
+		},
+		Version: viswals.Version{Load: 1732550000000000000, Line: 17},
+	}
+	s, err := k.Seal(rec)
+	require.NoError(t, err)
+	assert.Equal(t, rec.Version, s.Version)
+	assert.Equal(t, k.Hash(rec.Email), s.EmailHash)
+	assert.NotContains(t, s.EmailSealed, rec.Email)
+	assert.Equal(t, rec.ID, s.ID)
+
+	u, err := k.Open(s)
+	require.NoError(t, err)
+	assert.Equal(t, rec.User, u)
+
+	s.EmailSealed = "v1:broken"
+	_, err = k.Open(s)
+	require.ErrorIs(t, err, ErrDecrypt)
+	assert.Contains(t, err.Error(), "user 42")
+}
+
+func TestConcurrentUse(t *testing.T) {
+	t.Parallel()
+	k := newRing(t)
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			for i := range 500 {
+				email := strings.Repeat("x", g+i%7) + "@example.com"
+				s, err := k.Encrypt(email)
+				if err == nil {
+					var got string
+					got, err = k.Decrypt(s)
+					if err == nil && got != email {
+						err = errors.New("round trip mismatch")
+					}
+				}
+				if err == nil && !bytes.Equal(k.Hash(email), k.Hash(email)) {
+					err = errors.New("hash mismatch")
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		require.NoError(t, <-errs)
+	}
+}
+
+func FuzzDecrypt(f *testing.F) {
+	k := newRing(f)
+	good, err := k.Encrypt("ada@example.com")
+	require.NoError(f, err)
+	for _, s := range []string{"", ":", "v1:", "v1:AAAA", good, good[:len(good)-1], "v2" + good[2:], "x:y:z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := k.Decrypt(s)
+		if err != nil {
+			if !errors.Is(err, ErrDecrypt) {
+				t.Fatalf("error does not wrap ErrDecrypt: %v", err)
+			}
+			return
+		}
+		// Only a genuine ciphertext can open; ours is the only one seeded.
+		if s != good || got != "ada@example.com" {
+			t.Fatalf("Decrypt(%q) = %q, want an error", s, got)
+		}
+	})
+}
+
+var sink string
+
+func BenchmarkEncrypt(b *testing.B) {
+	k := newRing(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		s, err := k.Encrypt("firstname.lastname@example.com")
+		if err != nil {
+			b.Fatal(err)
+		}
+		sink = s
+	}
+}
+
+func BenchmarkDecrypt(b *testing.B) {
+	k := newRing(b)
+	sealed, err := k.Encrypt("firstname.lastname@example.com")
+	require.NoError(b, err)
+	b.ReportAllocs()
+	for b.Loop() {
+		s, err := k.Decrypt(sealed)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sink = s
+	}
+}
+
+func BenchmarkHash(b *testing.B) {
+	k := newRing(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		sink = string(k.Hash("firstname.lastname@example.com"))
+	}
+}
+
+func BenchmarkSeal(b *testing.B) {
+	k := newRing(b)
+	rec := viswals.Record{
+		User: viswals.User{
+			ID: 42, FirstName: "Firstname", LastName: "Lastname", Email: "firstname.lastname@example.com",
+			CreatedAt: time.UnixMilli(1600000000456),
+		},
+		Version: viswals.Version{Load: 1, Line: 2},
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		s, err := k.Seal(rec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sink = s.EmailSealed
+	}
+}
