@@ -1,0 +1,258 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/viswals/viswals"
+)
+
+// NotifyChannel is the channel UpsertBatch notifies, in the transaction that
+// changed rows, so listeners wake when the change is committed.
+const NotifyChannel = "users_changed"
+
+// UpsertBatch writes users in one transaction and returns the ones whose
+// content it inserted or changed, in id order.
+//
+// It is idempotent and independent of delivery order: a user is written
+// only when its Version is greater than the stored one, and of several
+// users with one id in the batch only the greatest version counts. When a
+// newer version carries the same content (names, email hash, times,
+// parent), only the stored version moves: the ciphertext and the
+// changefeed position are kept, so reloading a file changes no content and
+// streams nothing.
+func (s *Store) UpsertBatch(ctx context.Context, users []viswals.SealedUser) ([]viswals.SealedUser, error) {
+	if len(users) == 0 {
+		return nil, nil
+	}
+	batch := latestByID(users)
+	var changed []viswals.SealedUser
+	var err error
+	switch s.strategy {
+	case strategyUnnest:
+		changed, err = s.upsertUnnest(ctx, batch)
+	case strategyCopyTemp:
+		changed, err = s.upsertCopyTemp(ctx, batch)
+	case strategyCopyFirst:
+		changed, err = s.upsertCopyFirst(ctx, batch)
+	}
+	if err != nil {
+		return nil, classify("upsert batch", err)
+	}
+	return changed, nil
+}
+
+type strategy int
+
+const (
+	strategyUnnest strategy = iota
+	strategyCopyTemp
+	strategyCopyFirst
+)
+
+// latestByID returns a copy of users with one user per id, the one with the
+// greatest version, sorted by id. An INSERT ... ON CONFLICT cannot touch a
+// row twice, and taking row locks in id order keeps concurrent batches
+// that share ids from deadlocking.
+func latestByID(users []viswals.SealedUser) []viswals.SealedUser {
+	batch := slices.Clone(users)
+	slices.SortFunc(batch, func(a, b viswals.SealedUser) int {
+		if c := cmp.Compare(a.ID, b.ID); c != 0 {
+			return c
+		}
+		// Greatest version first, so Compact keeps it.
+		if c := cmp.Compare(b.Version.Load, a.Version.Load); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.Version.Line, a.Version.Line)
+	})
+	return slices.CompactFunc(batch, func(a, b viswals.SealedUser) bool { return a.ID == b.ID })
+}
+
+// insertColumns are the columns a write sets; changed_xid takes its default,
+// the writing transaction's id.
+var insertColumns = []string{
+	"id", "first_name", "last_name", "first_name_lc", "last_name_lc",
+	"email_address", "email_hash", "created_at", "deleted_at", "merged_at",
+	"parent_user_id", "version_load", "version_line",
+}
+
+// onConflict applies a newer version of an existing row (rules in
+// UpsertBatch). "same" compares the content, NULLs included.
+const onConflict = `
+ON CONFLICT (id) DO UPDATE SET
+	first_name = EXCLUDED.first_name,
+	last_name = EXCLUDED.last_name,
+	first_name_lc = EXCLUDED.first_name_lc,
+	last_name_lc = EXCLUDED.last_name_lc,
+	email_hash = EXCLUDED.email_hash,
+	created_at = EXCLUDED.created_at,
+	deleted_at = EXCLUDED.deleted_at,
+	merged_at = EXCLUDED.merged_at,
+	parent_user_id = EXCLUDED.parent_user_id,
+	version_load = EXCLUDED.version_load,
+	version_line = EXCLUDED.version_line,
+	email_address = CASE WHEN ` + sameContent + ` THEN u.email_address ELSE EXCLUDED.email_address END,
+	changed_xid = CASE WHEN ` + sameContent + ` THEN u.changed_xid ELSE EXCLUDED.changed_xid END
+WHERE (u.version_load, u.version_line) < (EXCLUDED.version_load, EXCLUDED.version_line)
+RETURNING id, changed_xid = pg_current_xact_id()`
+
+const sameContent = `(u.first_name, u.last_name, u.email_hash, u.created_at, u.deleted_at, u.merged_at, u.parent_user_id)
+	IS NOT DISTINCT FROM (EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.email_hash, EXCLUDED.created_at, EXCLUDED.deleted_at, EXCLUDED.merged_at, EXCLUDED.parent_user_id)`
+
+const upsertUnnestSQL = `INSERT INTO users AS u (` + "id, first_name, last_name, first_name_lc, last_name_lc, email_address, email_hash, created_at, deleted_at, merged_at, parent_user_id, version_load, version_line" + `)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[],
+	$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::bigint[], $12::bigint[], $13::bigint[])` + onConflict
+
+// upsertUnnest sends the batch as one array per column in a single
+// statement.
+func (s *Store) upsertUnnest(ctx context.Context, batch []viswals.SealedUser) ([]viswals.SealedUser, error) {
+	c := toColumns(batch)
+	var changed []viswals.SealedUser
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, upsertUnnestSQL,
+			c.id, c.firstName, c.lastName, c.firstNameLC, c.lastNameLC, c.email, c.hash,
+			c.created, c.deleted, c.merged, c.parent, c.load, c.line)
+		if err != nil {
+			return err
+		}
+		changed, err = collectChanged(rows, batch)
+		if err != nil {
+			return err
+		}
+		return notifyIf(ctx, tx, len(changed) > 0)
+	})
+	return changed, err
+}
+
+const createTempSQL = `CREATE TEMP TABLE users_in (
+	id bigint, first_name text, last_name text, first_name_lc text, last_name_lc text,
+	email_address text, email_hash bytea, created_at timestamptz, deleted_at timestamptz,
+	merged_at timestamptz, parent_user_id bigint, version_load bigint, version_line bigint
+) ON COMMIT DROP`
+
+const upsertFromTempSQL = `INSERT INTO users AS u (` + "id, first_name, last_name, first_name_lc, last_name_lc, email_address, email_hash, created_at, deleted_at, merged_at, parent_user_id, version_load, version_line" + `)
+SELECT * FROM users_in` + onConflict
+
+// upsertCopyTemp copies the batch into a temporary table and upserts from it.
+func (s *Store) upsertCopyTemp(ctx context.Context, batch []viswals.SealedUser) ([]viswals.SealedUser, error) {
+	var changed []viswals.SealedUser
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, createTempSQL); err != nil {
+			return err
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"users_in"}, insertColumns, copySource(batch)); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, upsertFromTempSQL)
+		if err != nil {
+			return err
+		}
+		changed, err = collectChanged(rows, batch)
+		if err != nil {
+			return err
+		}
+		return notifyIf(ctx, tx, len(changed) > 0)
+	})
+	return changed, err
+}
+
+// upsertCopyFirst copies the batch straight into users, which is as fast as
+// Postgres can load rows, and falls back to the upsert when an id exists.
+func (s *Store) upsertCopyFirst(ctx context.Context, batch []viswals.SealedUser) ([]viswals.SealedUser, error) {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"users"}, insertColumns, copySource(batch)); err != nil {
+			return err
+		}
+		return notifyIf(ctx, tx, true)
+	})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return s.upsertUnnest(ctx, batch)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return batch, nil
+}
+
+func notifyIf(ctx context.Context, tx pgx.Tx, changed bool) error {
+	if !changed {
+		return nil
+	}
+	_, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", NotifyChannel)
+	return err
+}
+
+// collectChanged reads the RETURNING rows (id, changed) and returns the
+// users of batch (sorted by id) whose content was written.
+func collectChanged(rows pgx.Rows, batch []viswals.SealedUser) ([]viswals.SealedUser, error) {
+	var ids []int64
+	var id int64
+	var changed bool
+	_, err := pgx.ForEachRow(rows, []any{&id, &changed}, func() error {
+		if changed {
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// RETURNING order is unspecified; match the ids against the sorted batch.
+	slices.Sort(ids)
+	out := make([]viswals.SealedUser, 0, len(ids))
+	i := 0
+	for _, id := range ids {
+		for batch[i].ID != id {
+			i++
+		}
+		out = append(out, batch[i])
+	}
+	return out, nil
+}
+
+// columns holds a batch column by column, for unnest.
+type columns struct {
+	id, load, line                                      []int64
+	firstName, lastName, firstNameLC, lastNameLC, email []string
+	hash                                                [][]byte
+	created                                             []time.Time
+	deleted, merged                                     []*time.Time
+	parent                                              []*int64
+}
+
+func toColumns(batch []viswals.SealedUser) columns {
+	n := len(batch)
+	c := columns{
+		id: make([]int64, n), load: make([]int64, n), line: make([]int64, n),
+		firstName: make([]string, n), lastName: make([]string, n),
+		firstNameLC: make([]string, n), lastNameLC: make([]string, n), email: make([]string, n),
+		hash: make([][]byte, n), created: make([]time.Time, n),
+		deleted: make([]*time.Time, n), merged: make([]*time.Time, n), parent: make([]*int64, n),
+	}
+	for i, u := range batch {
+		c.id[i], c.load[i], c.line[i] = u.ID, u.Version.Load, u.Version.Line
+		c.firstName[i], c.lastName[i] = u.FirstName, u.LastName
+		c.firstNameLC[i], c.lastNameLC[i] = strings.ToLower(u.FirstName), strings.ToLower(u.LastName)
+		c.email[i], c.hash[i] = u.EmailSealed, u.EmailHash
+		c.created[i], c.deleted[i], c.merged[i], c.parent[i] = u.CreatedAt, u.DeletedAt, u.MergedAt, u.ParentUserID
+	}
+	return c
+}
+
+func copySource(batch []viswals.SealedUser) pgx.CopyFromSource {
+	return pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) {
+		u := &batch[i]
+		return []any{u.ID, u.FirstName, u.LastName, strings.ToLower(u.FirstName), strings.ToLower(u.LastName),
+			u.EmailSealed, u.EmailHash, u.CreatedAt, u.DeletedAt, u.MergedAt, u.ParentUserID,
+			u.Version.Load, u.Version.Line}, nil
+	})
+}
