@@ -1,0 +1,62 @@
+package rabbitmq
+
+import (
+	"errors"
+	"fmt"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/viswals/viswals"
+)
+
+// classify gives a broker or network error its domain code while keeping
+// the original in the chain: refusals that no retry can fix (bad
+// credentials, missing vhost permissions, a queue declared with other
+// arguments) are EINVALID, everything else EUNAVAILABLE.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	code := viswals.EUNAVAILABLE
+	if permanent(err) {
+		code = viswals.EINVALID
+	}
+	return &codedError{code: code, err: err}
+}
+
+// permanent reports whether retrying err is pointless.
+func permanent(err error) bool {
+	// amqp.ErrCredentials, ErrSASL and ErrVhost are *amqp.Error with code
+	// AccessRefused too.
+	var ae *amqp.Error
+	if errors.As(err, &ae) {
+		switch ae.Code {
+		case amqp.AccessRefused, amqp.PreconditionFailed, amqp.NotAllowed:
+			return true
+		}
+	}
+	return false
+}
+
+// codedError carries a viswals code (through As) and the cause (through
+// Unwrap), so callers get both viswals.ErrorCode and errors.Is on amqp errors.
+type codedError struct {
+	code string
+	err  error
+}
+
+func (e *codedError) Error() string { return e.err.Error() }
+func (e *codedError) Unwrap() error { return e.err }
+
+// As lets viswals.ErrorCode see the code.
+func (e *codedError) As(target any) bool {
+	if t, ok := target.(**viswals.Error); ok {
+		*t = &viswals.Error{Code: e.code, Message: e.err.Error()}
+		return true
+	}
+	return false
+}
+
+func unavailablef(format string, args ...any) error {
+	return &codedError{code: viswals.EUNAVAILABLE, err: fmt.Errorf(format, args...)}
+}

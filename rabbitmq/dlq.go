@@ -1,0 +1,320 @@
+package rabbitmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+	"unicode/utf8"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/viswals/viswals"
+)
+
+// Headers of the dead-letter path.
+const (
+	HeaderDeathReason    = "x-death-reason"     // why the consumer dead-lettered the message
+	HeaderOriginalQueue  = "x-original-queue"   // the queue it was taken from
+	HeaderDeadLetteredAt = "x-dead-lettered-at" // when, RFC 3339
+	HeaderReplayedAt     = "x-replayed-at"      // when ReplayDeadLetters moved it back, RFC 3339
+)
+
+// maxReasonBytes keeps the reason header far below the frame size limit
+// whatever a handler's error message holds.
+const maxReasonBytes = 1024
+
+// DLQMessage describes a message in a dead-letter queue.
+type DLQMessage struct {
+	// Reason is the x-death-reason header; for a message the broker
+	// dead-lettered by itself (rejected, expired) it is "broker: <reason>".
+	Reason         string
+	DeadLetteredAt time.Time // zero when unknown
+	MessageID      string
+	ContentType    string
+	Headers        amqp.Table
+	Size           int
+	// Head is the start of the body (up to 64 bytes). Bodies hold personal
+	// data such as emails: show it to operators, never log it.
+	Head []byte
+}
+
+const headBytes = 64
+
+// ListDeadLetters reports up to max messages (all of them if max <= 0)
+// from the dead-letter queue of queue to fn, then returns them to the
+// queue: it takes them with basic.get and requeues them with one
+// basic.nack. They stay in the queue, though not necessarily in the same
+// order, and a consumer of the dead-letter queue (there should be none)
+// would see them redelivered. It stops at the first error of fn.
+func ListDeadLetters(ctx context.Context, url, queue string, max int, fn func(DLQMessage) error) (err error) {
+	conn, ch, _, err := openDLQ(url, queue, "list")
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	var last uint64 // tag of the last message taken; all are requeued at once
+	defer func() {
+		if last == 0 {
+			return
+		}
+		if nerr := ch.Nack(last, true, true); nerr != nil && err == nil {
+			// Closing the channel requeues them anyway.
+			err = fmt.Errorf("requeue listed dead letters: %w", nerr)
+		}
+	}()
+	for n := 0; max <= 0 || n < max; n++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		d, ok, err := ch.Get(DLQName(queue), false)
+		if err != nil {
+			return fmt.Errorf("get from %q: %w", DLQName(queue), classify(err))
+		}
+		if !ok {
+			return nil
+		}
+		last = d.DeliveryTag
+		if err := fn(describeDeadLetter(d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// replayBatchSize is how many dead letters ReplayDeadLetters moves per
+// round of confirmations.
+const replayBatchSize = 100
+
+// ReplayDeadLetters moves up to max messages (if max <= 0, as many as the
+// dead-letter queue held when it started, so that messages dead-lettered
+// again meanwhile are not replayed in a loop) from the dead-letter queue of
+// queue back to queue, without their x-death-reason header and with
+// x-replayed-at. Each is acked in the dead-letter queue only after the
+// broker has confirmed its copy in queue, so a failure midway can
+// duplicate a message but never lose one. It returns how many it moved.
+func ReplayDeadLetters(ctx context.Context, url, queue string, max int) (int, error) {
+	conn, ch, waiting, err := openDLQ(url, queue, "replay")
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	// The target must exist, or the copies would be returned unroutable.
+	if err := Declare(ch, queue); err != nil {
+		return 0, err
+	}
+	if err := ch.Confirm(false); err != nil {
+		return 0, fmt.Errorf("put channel in confirm mode: %w", classify(err))
+	}
+	returns := ch.NotifyReturn(make(chan amqp.Return, replayBatchSize))
+	if max <= 0 {
+		max = waiting
+	}
+	moved := 0
+	for moved < max {
+		if err := ctx.Err(); err != nil {
+			return moved, err
+		}
+		batch, err := getBatch(ch, DLQName(queue), min(replayBatchSize, max-moved))
+		if err != nil || len(batch) == 0 {
+			return moved, err
+		}
+		n, err := replayBatch(ctx, ch, returns, queue, batch)
+		moved += n
+		if err != nil {
+			return moved, err
+		}
+	}
+	return moved, nil
+}
+
+// openDLQ connects and checks that the dead-letter queue of queue exists,
+// without creating it (a mistyped queue name must not create a topology).
+func openDLQ(url, queue, what string) (*amqp.Connection, *amqp.Channel, int, error) {
+	if err := validQueueName(queue); err != nil {
+		return nil, nil, 0, err
+	}
+	conn, err := dial(url, "viswals dlq "+what+" "+queue, nil)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("connect to RabbitMQ: %w", err)
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		conn.Close()
+		return nil, nil, 0, fmt.Errorf("open channel: %w", classify(err))
+	}
+	q, err := ch.QueueDeclarePassive(DLQName(queue), true, false, false, false, nil)
+	if err != nil {
+		conn.Close()
+		var ae *amqp.Error
+		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+			return nil, nil, 0, viswals.Errorf(viswals.ENOTFOUND, "dead-letter queue %q does not exist", DLQName(queue))
+		}
+		return nil, nil, 0, fmt.Errorf("inspect %q: %w", DLQName(queue), classify(err))
+	}
+	return conn, ch, q.Messages, nil
+}
+
+func getBatch(ch *amqp.Channel, queue string, n int) ([]amqp.Delivery, error) {
+	var batch []amqp.Delivery
+	for range n {
+		d, ok, err := ch.Get(queue, false)
+		if err != nil {
+			return nil, fmt.Errorf("get from %q: %w", queue, classify(err))
+		}
+		if !ok {
+			break
+		}
+		batch = append(batch, d)
+	}
+	return batch, nil
+}
+
+// replayBatch publishes copies of batch to queue, waits for their
+// confirmations, then acks the originals that were confirmed and requeues
+// the rest.
+func replayBatch(ctx context.Context, ch *amqp.Channel, returns <-chan amqp.Return, queue string, batch []amqp.Delivery) (int, error) {
+	requeueAll := func() { _ = ch.Nack(batch[len(batch)-1].DeliveryTag, true, true) }
+	now := time.Now()
+	confirms := make([]*amqp.DeferredConfirmation, len(batch))
+	for i, d := range batch {
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, replayOf(d, now))
+		if err != nil {
+			requeueAll()
+			return 0, fmt.Errorf("publish to %q: %w", queue, classify(err))
+		}
+		confirms[i] = dc
+	}
+	acked := make([]bool, len(batch))
+	for i, dc := range confirms {
+		ok, err := dc.WaitContext(ctx)
+		if err != nil {
+			requeueAll()
+			return 0, err
+		}
+		acked[i] = ok
+	}
+	// Returns come before the confirmations of their messages, so any
+	// are in the buffer by now. Which message came back is not known:
+	// keep the whole batch in the dead-letter queue (its routed copies
+	// become duplicates, which consumers tolerate).
+	if n := len(returns); n > 0 {
+		for range n {
+			<-returns
+		}
+		requeueAll()
+		return 0, unavailablef("%d replayed messages could not be routed to %q", n, queue)
+	}
+	moved := 0
+	for i, d := range batch {
+		var err error
+		if acked[i] {
+			err = d.Ack(false)
+			moved++
+		} else {
+			err = d.Nack(false, true)
+		}
+		if err != nil {
+			return moved, fmt.Errorf("settle dead letter: %w", classify(err))
+		}
+	}
+	if moved < len(batch) {
+		return moved, unavailablef("the broker did not confirm %d replayed messages; they stay dead-lettered", len(batch)-moved)
+	}
+	return moved, nil
+}
+
+// deadLetterOf is the dead letter of delivery d: the same body and
+// properties, its headers plus ours.
+func deadLetterOf(d amqp.Delivery, queue, reason string) amqp.Publishing {
+	return amqp.Publishing{
+		Headers:         deadLetterHeaders(d.Headers, queue, reason, time.Now()),
+		ContentType:     d.ContentType,
+		ContentEncoding: d.ContentEncoding,
+		DeliveryMode:    amqp.Persistent,
+		CorrelationId:   d.CorrelationId,
+		MessageId:       d.MessageId,
+		Timestamp:       d.Timestamp,
+		Type:            d.Type,
+		AppId:           d.AppId,
+		Body:            d.Body,
+	}
+}
+
+func deadLetterHeaders(orig amqp.Table, queue, reason string, now time.Time) amqp.Table {
+	h := make(amqp.Table, len(orig)+3)
+	maps.Copy(h, orig)
+	h[HeaderDeathReason] = truncateUTF8(reason, maxReasonBytes)
+	h[HeaderOriginalQueue] = queue
+	h[HeaderDeadLetteredAt] = now.UTC().Format(time.RFC3339)
+	return h
+}
+
+// replayOf is the copy of dead letter d sent back to its queue.
+func replayOf(d amqp.Delivery, now time.Time) amqp.Publishing {
+	h := maps.Clone(d.Headers)
+	if h == nil {
+		h = amqp.Table{}
+	}
+	delete(h, HeaderDeathReason)
+	h[HeaderReplayedAt] = now.UTC().Format(time.RFC3339)
+	return amqp.Publishing{
+		Headers:         h,
+		ContentType:     d.ContentType,
+		ContentEncoding: d.ContentEncoding,
+		DeliveryMode:    amqp.Persistent,
+		CorrelationId:   d.CorrelationId,
+		MessageId:       d.MessageId,
+		Timestamp:       d.Timestamp,
+		Type:            d.Type,
+		AppId:           d.AppId,
+		Body:            d.Body,
+	}
+}
+
+func describeDeadLetter(d amqp.Delivery) DLQMessage {
+	m := DLQMessage{
+		MessageID:   d.MessageId,
+		ContentType: d.ContentType,
+		Headers:     d.Headers,
+		Size:        len(d.Body),
+		Head:        d.Body[:min(len(d.Body), headBytes)],
+	}
+	if r, ok := d.Headers[HeaderDeathReason].(string); ok {
+		m.Reason = r
+	} else if r := brokerDeathReason(d.Headers); r != "" {
+		m.Reason = "broker: " + r
+	}
+	if at, ok := d.Headers[HeaderDeadLetteredAt].(string); ok {
+		m.DeadLetteredAt, _ = time.Parse(time.RFC3339, at)
+	}
+	return m
+}
+
+// brokerDeathReason reads the reason of the latest entry of the x-death
+// header the broker adds when it dead-letters a message itself.
+func brokerDeathReason(h amqp.Table) string {
+	deaths, ok := h["x-death"].([]any)
+	if !ok || len(deaths) == 0 {
+		return ""
+	}
+	latest, ok := deaths[0].(amqp.Table)
+	if !ok {
+		return ""
+	}
+	r, _ := latest["reason"].(string)
+	return r
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
