@@ -1,0 +1,176 @@
+// Package rediscache is the read cache of users: key "<prefix><id>"
+// (prefix "users:" by default) holding the user with its email sealed, as
+// JSON, with a TTL. Writes are ordered by version, so consumers writing
+// the same user out of order still leave the newest one cached.
+package rediscache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/viswals/viswals"
+)
+
+// DefaultPrefix is the key prefix of the design: users:{id}.
+const DefaultPrefix = "users:"
+
+// putScript writes a value unless the key already holds one with the same
+// or a newer version. A current value without the version prefix is not
+// ours or is damaged, and is replaced.
+//
+// Versions are fixed-width lowercase hex, so string order is version
+// order. (Redis compares with strcoll; in any locale fixed-width hex with
+// the dash at one position still compares digit by digit.)
+//
+// KEYS[1] key; ARGV[1] value, ARGV[2] its version, ARGV[3] TTL in ms (0: none).
+// The offsets are those of valuePrefix and versionEnd (TestScriptOffsets).
+var putScript = redis.NewScript(putSource)
+
+const putSource = `
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, 12) == '{"version":"' and string.sub(cur, 13, 45) >= ARGV[2] then
+  return 0
+end
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[1], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+end
+return 1
+`
+
+// dropScript deletes a key only if it still holds the given value: Get uses
+// it to clear a corrupt value without racing a concurrent good write.
+var dropScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
+// Options configure a Cache.
+type Options struct {
+	Prefix string        // key prefix; "" means DefaultPrefix
+	TTL    time.Duration // expiry of every written key; 0 means none
+}
+
+// Cache is the users cache. It is safe for concurrent use.
+type Cache struct {
+	client redis.UniversalClient
+	put    *redis.Script // putScript; a test swaps in a never-loaded copy
+	prefix string
+	ttlMS  string // PX argument of the put script, "0" for no expiry
+}
+
+// New returns a Cache over client. It does not contact Redis.
+func New(client redis.UniversalClient, opts Options) *Cache {
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	ms := int64(0)
+	if opts.TTL > 0 {
+		ms = max(opts.TTL.Milliseconds(), 1) // PX has millisecond resolution
+	}
+	return &Cache{client: client, put: putScript, prefix: opts.Prefix, ttlMS: strconv.FormatInt(ms, 10)}
+}
+
+// Key returns the Redis key of user id.
+func (c *Cache) Key(id int64) string {
+	return c.prefix + strconv.FormatInt(id, 10)
+}
+
+// Put writes users in one pipelined round trip. A user whose cached
+// version is the same or newer is left as it is, so Put may be called
+// with stale or repeated users in any order.
+func (c *Cache) Put(ctx context.Context, users []viswals.SealedUser) error {
+	if len(users) == 0 {
+		return nil
+	}
+	// All values share one buffer; offsets are taken first because the
+	// buffer may move while it grows.
+	var buf bytes.Buffer
+	buf.Grow(len(users) * 384)
+	ends := make([]int, len(users))
+	for i := range users {
+		if err := appendValue(&buf, &users[i]); err != nil {
+			return viswals.Errorf(viswals.EINVALID, "rediscache: put: %v", err)
+		}
+		ends[i] = buf.Len()
+	}
+	values := buf.Bytes()
+
+	run := func() error {
+		_, err := c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			start := 0
+			for i := range users {
+				v := values[start:ends[i]]
+				version := v[len(valuePrefix):versionEnd]
+				c.put.EvalSha(ctx, p, []string{c.Key(users[i].ID)}, v, version, c.ttlMS)
+				start = ends[i]
+			}
+			return nil
+		})
+		return err
+	}
+	err := run()
+	if isNoScript(err) {
+		// First use, or Redis restarted or flushed its scripts: load the
+		// script and run again. Rerunning is safe, writes are idempotent.
+		if err := c.put.Load(ctx, c.client).Err(); err != nil {
+			return unavailable("put: load script", err)
+		}
+		err = run()
+	}
+	if err != nil {
+		return unavailable(fmt.Sprintf("put %d users", len(users)), err)
+	}
+	return nil
+}
+
+// Get returns the cached user id. A miss is an ENOTFOUND error; a value
+// that cannot be decoded wraps ErrCorrupt and is removed, so that the
+// caller's Put of the user read from Postgres lands; a Redis failure is
+// an EUNAVAILABLE error.
+func (c *Cache) Get(ctx context.Context, id int64) (viswals.SealedUser, error) {
+	key := c.Key(id)
+	v, err := c.client.Get(ctx, key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return viswals.SealedUser{}, viswals.Errorf(viswals.ENOTFOUND, "user %d is not cached", id)
+	}
+	if err != nil {
+		return viswals.SealedUser{}, unavailable("get "+key, err)
+	}
+	u, err := decodeValue(v)
+	if err == nil && u.ID != id {
+		err = fmt.Errorf("%w: holds user %d", ErrCorrupt, u.ID)
+	}
+	if err != nil {
+		// Best effort: if this fails the value expires with its TTL.
+		_ = dropScript.Run(ctx, c.client, []string{key}, v).Err()
+		return viswals.SealedUser{}, fmt.Errorf("rediscache: get %s: %w", key, err)
+	}
+	return u, nil
+}
+
+// Ping reports whether Redis answers.
+func (c *Cache) Ping(ctx context.Context) error {
+	if err := c.client.Ping(ctx).Err(); err != nil {
+		return unavailable("ping", err)
+	}
+	return nil
+}
+
+func isNoScript(err error) bool {
+	return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT")
+}
+
+// unavailable wraps a Redis failure: callers see code EUNAVAILABLE and a
+// message without internals; errors.Is still reaches the cause.
+func unavailable(op string, err error) error {
+	return fmt.Errorf("rediscache: %s: %w (%w)", op, viswals.Errorf(viswals.EUNAVAILABLE, "redis is unavailable"), err)
+}
