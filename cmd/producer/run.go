@@ -69,10 +69,10 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 		contentType: contentType,
 		batchSize:   cfg.BatchSize,
 		// The load id orders this run's rows after every earlier run's.
-		load:     start.UnixNano(),
+		loadID:   start.UnixNano(),
 		progress: progress,
 	}
-	err = l.load(ctx)
+	err = l.run(ctx)
 	progress.Finish()
 	if ferr := rejects.Flush(); err == nil && ferr != nil {
 		err = fmt.Errorf("write rejects: %w", ferr)
@@ -95,18 +95,18 @@ type loader struct {
 	pub         *rabbitmq.Publisher
 	contentType string
 	batchSize   int
-	load        int64
+	loadID      int64
 	progress    progress
 
 	read, published, rejected, messages int64
 }
 
-func (l *loader) load(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
+func (l *loader) run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
 	batches := make(chan []viswals.Record, 4)
 	g.Go(func() error {
 		defer close(batches)
-		return l.parse(ctx, batches)
+		return l.parse(gctx, batches)
 	})
 	g.Go(func() error {
 		for batch := range batches {
@@ -114,7 +114,7 @@ func (l *loader) load(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("encode batch: %w", err)
 			}
-			if err := l.pub.Publish(ctx, rabbitmq.Message{Body: body, ContentType: l.contentType}); err != nil {
+			if err := l.pub.Publish(gctx, rabbitmq.Message{Body: body, ContentType: l.contentType}); err != nil {
 				return fmt.Errorf("publish: %w", err)
 			}
 			l.published += int64(len(batch))
@@ -154,7 +154,7 @@ func (l *loader) parse(ctx context.Context, out chan<- []viswals.Record) error {
 			continue
 		}
 		rec := row.Record
-		rec.Version.Load = l.load
+		rec.Version.Load = l.loadID
 		batch = append(batch, rec)
 		if len(batch) == l.batchSize {
 			select {

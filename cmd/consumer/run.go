@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/viswals/viswals/config"
+	"github.com/viswals/viswals/emailcrypt"
+	"github.com/viswals/viswals/ingest"
+	"github.com/viswals/viswals/postgres"
+	"github.com/viswals/viswals/rabbitmq"
+	"github.com/viswals/viswals/rediscache"
+)
+
+// run is the whole program, callable from tests. args[0] may name a
+// subcommand; without one it serves.
+func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "dlq" || args[0] == "healthcheck") {
+		cmd, args = args[0], args[1:]
+	}
+	cfg, rest, err := config.ParseConsumer("consumer", args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(stderr, cfg.LogLevel)
+	switch cmd {
+	case "dlq":
+		return runDLQ(ctx, cfg, rest, stdout)
+	case "healthcheck":
+		return healthcheck(ctx, cfg.Addr)
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", config.ErrUsage, rest)
+	}
+	return serve(ctx, cfg, logger, nil)
+}
+
+// serve ingests and serves the API until ctx is cancelled, then drains the
+// messages in flight and shuts the HTTP server down. ready, when not nil,
+// receives the listener's address once the API accepts connections.
+func serve(ctx context.Context, cfg config.Consumer, logger *slog.Logger, ready chan<- string) error {
+	key, err := emailcrypt.ParseKey(cfg.EncryptionKey)
+	if err != nil {
+		return fmt.Errorf("ENCRYPTION_KEY: %w", err)
+	}
+	keyring, err := emailcrypt.New(key)
+	if err != nil {
+		return fmt.Errorf("ENCRYPTION_KEY: %w", err)
+	}
+	if cfg.Migrate {
+		if err := migrateWhenReachable(ctx, cfg.PostgresURL, logger); err != nil {
+			return err
+		}
+	}
+	store, err := postgres.Open(ctx, cfg.PostgresURL, postgres.PoolConfig{MaxConns: int32(cfg.PGMaxConns)})
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	defer store.Close()
+
+	redisOpts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("%w: REDIS_CONN_URL: %w", config.ErrUsage, err)
+	}
+	// Short timeouts: Redis is a cache and must never hold ingestion or a read up.
+	redisOpts.DialTimeout, redisOpts.ReadTimeout, redisOpts.WriteTimeout = time.Second, time.Second, time.Second
+	redisOpts.MaxRetries = 0
+	redisClient := redis.NewClient(redisOpts)
+	defer redisClient.Close()
+	cache := rediscache.New(redisClient, rediscache.Options{Prefix: cfg.RedisPrefix, TTL: cfg.RedisTTL})
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ingester := ingest.New(store, cache, keyring, ingest.Options{Logger: logger, Metrics: ingest.NewMetrics(reg)})
+	consumer := rabbitmq.NewConsumer(cfg.RabbitURL, cfg.Queue, rabbitmq.ConsumerOptions{
+		Prefetch:     cfg.Prefetch,
+		Workers:      cfg.Workers,
+		DrainTimeout: cfg.DrainTimeout,
+		Logger:       logger,
+	})
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	srv := newHTTPServer(cfg, logger, reg, deps{store: store, cache: cache, redis: redisClient, keyring: keyring, consumer: consumer, key: key})
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	logger.Info("consumer started", "addr", ln.Addr().String(), "queue", cfg.Queue, "workers", cfg.Workers, "prefetch", cfg.Prefetch)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		// Run drains in-flight messages before it returns.
+		err := consumer.Run(gctx, ingester.Handler(consumer))
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(shutdownCtx)
+		return err
+	})
+	err = g.Wait()
+	logger.Info("consumer stopped", "err", err)
+	return err
+}
+
+// migrateWhenReachable runs the migrations, waiting for Postgres to come up
+// (as in a fresh docker compose) rather than failing at once.
+func migrateWhenReachable(ctx context.Context, url string, logger *slog.Logger) error {
+	wait := 200 * time.Millisecond
+	for {
+		err := postgres.Migrate(ctx, url)
+		if err == nil {
+			return nil
+		}
+		logger.Warn("migrations failed; retrying", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("migrate: %w", err)
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+// healthcheck asks the local API's /healthz: the distroless image has no
+// curl, so the compose health check runs the binary itself.
+func healthcheck(ctx context.Context, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%w: CONSUMER_PORT: %w", config.ErrUsage, err)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthz: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthz: status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
