@@ -1,0 +1,90 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config holds the API's settings.
+type Config struct {
+	// CursorKey signs cursors and SSE event ids; at least 32 bytes. Derive
+	// it with DeriveCursorKey so every API process shares it.
+	CursorKey []byte
+	// Registry receives the API's metrics and is served on /metrics.
+	Registry *prometheus.Registry
+	// Logger gets one line per request; nil discards.
+	Logger *slog.Logger
+	// ReadyTimeout bounds each readiness check (default 1s).
+	ReadyTimeout time.Duration
+	SSE          SSEOptions
+	Hub          HubOptions
+}
+
+// Deps are what the API reads from. Store, Keys and Feed are required;
+// Cache is optional (without it every get reads Postgres).
+type Deps struct {
+	Store Store
+	Cache Cache
+	Keys  Opener
+	Feed  Feed
+	// Checks are the readiness checks by name, e.g. "postgres", "redis",
+	// "rabbitmq".
+	Checks map[string]Check
+}
+
+// API is the HTTP API: an http.Handler, plus the hub that feeds live SSE
+// streams, which Run drives.
+type API struct {
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	metrics *metrics
+	users   *userReader
+	hub     *hub
+	handler http.Handler
+}
+
+// New returns the API. It registers its metrics on cfg.Registry, so call it
+// once per registry.
+func New(cfg Config, deps Deps) (*API, error) {
+	switch {
+	case len(cfg.CursorKey) < 32:
+		return nil, errors.New("httpapi: CursorKey must be at least 32 bytes")
+	case cfg.Registry == nil:
+		return nil, errors.New("httpapi: Registry is required")
+	case deps.Store == nil || deps.Keys == nil || deps.Feed == nil:
+		return nil, errors.New("httpapi: Store, Keys and Feed are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = time.Second
+	}
+	cfg.SSE.defaults()
+	m, err := newMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	a := &API{cfg: cfg, deps: deps, log: cfg.Logger, metrics: m}
+	a.users = &userReader{store: deps.Store, cache: deps.Cache, keys: deps.Keys, log: a.log, metrics: m}
+	a.hub = newHub(deps.Feed, a.log, m, cfg.Hub)
+	a.handler = a.newRouter()
+	return a, nil
+}
+
+// ServeHTTP serves the API.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }
+
+// Run feeds live SSE streams from the changefeed until ctx ends, and
+// returns when its goroutines have. Without Run, streams send their
+// snapshot but no live changes.
+func (a *API) Run(ctx context.Context) error {
+	a.hub.run(ctx)
+	return nil
+}

@@ -1,0 +1,29 @@
+// Package httpapi is the users API the consumer serves: keyset-paged lists
+// with name filters (GET /users), cached reads of one user
+// (GET /users/{id}), a resumable live changefeed over Server-Sent Events
+// (GET /users/sse), the live page that shows it (GET /), health, readiness,
+// Prometheus metrics and the OpenAPI document. routes.go lists every route.
+//
+// The package depends on small interfaces (deps.go), not on the stores;
+// cmd/consumer wires the concrete types in:
+//
+//	cursorKey, err := httpapi.DeriveCursorKey(encryptionKey)
+//	api, err := httpapi.New(httpapi.Config{
+//		CursorKey: cursorKey,
+//		Registry:  registry, // also served on /metrics
+//		Logger:    logger,
+//	}, httpapi.Deps{
+//		Store: store,              // *postgres.Store
+//		Cache: cache,              // *rediscache.Cache (optional)
+//		Keys:  keyring,            // *emailcrypt.Keyring
+//		Feed:  pgfeed.New(store),  // the changefeed, adapted
+//		Checks: map[string]httpapi.Check{
+//			"postgres": store.Ping, "redis": cache.Ping, "rabbitmq": broker.Ping,
+//		},
+//	})
+//	go api.Run(ctx) // feeds live SSE streams until ctx ends
+//	srv := httpapi.NewServer(":8080", api)
+//
+// Errors from the stores carry viswals error codes; errorStatus (respond.go)
+// is the one place that turns them into HTTP statuses.
+package httpapi

@@ -1,0 +1,328 @@
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/viswals/viswals"
+)
+
+// The hub keeps 2,000 live streams from polling Postgres 2,000 times. One
+// goroutine per process reads the changefeed (woken by NOTIFY, with a slow
+// poll as a fallback), keeps the most recent changes in a ring, and tells
+// the streams when there is more. A stream whose position is inside the
+// ring reads from memory; one behind it (a client resuming an old cursor,
+// or too slow to keep up) reads Postgres with its own queries until it is
+// inside again. Streams never block the hub: they only ever take a read
+// lock to copy a few pointers.
+//
+// Because the ring is only a cache of the Postgres changefeed, and every
+// position is a Postgres position, a stream's events do not depend on
+// which process serves it or whether the ring was there.
+
+// HubOptions tune the hub; zero values take the defaults.
+type HubOptions struct {
+	// RingSize is how many recent changes are kept in memory (default 65536).
+	RingSize int
+	// Batch is how many changes one changefeed read returns (default 1000).
+	Batch int
+	// MinInterval coalesces bursts of notifications: the hub reads at most
+	// once per interval (default 25ms).
+	MinInterval time.Duration
+	// Poll is the fallback read interval when no notification comes, for a
+	// lost LISTEN connection or a change committed by a process that did
+	// not notify (default 1s).
+	Poll time.Duration
+}
+
+func (o *HubOptions) defaults() {
+	if o.RingSize <= 0 {
+		o.RingSize = 1 << 16
+	}
+	if o.Batch <= 0 {
+		o.Batch = 1000
+	}
+	if o.MinInterval <= 0 {
+		o.MinInterval = 25 * time.Millisecond
+	}
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+}
+
+// change is one entry of the ring: a row as the changefeed returned it,
+// its lower-cased names for filtering, and its JSON, built by the first
+// stream that sends it and shared by the rest.
+type change struct {
+	pos             Pos
+	user            viswals.SealedUser
+	firstLC, lastLC string
+
+	once sync.Once
+	data []byte
+	err  error
+}
+
+func (c *change) json(keys Opener) ([]byte, error) {
+	c.once.Do(func() {
+		u, err := keys.Open(c.user)
+		if err != nil {
+			c.err = err
+			return
+		}
+		c.data = appendUser(nil, &u)
+	})
+	return c.data, c.err
+}
+
+// ringState is what a stream learns from hub.since.
+type ringState int
+
+const (
+	ringOK       ringState = iota // changes returned; wait when there are none
+	ringBehind                    // the position is older than the ring: read Postgres
+	ringNotReady                  // the hub has not read its first position yet: wait
+)
+
+type hub struct {
+	feed    Feed
+	log     *slog.Logger
+	metrics *metrics
+	opts    HubOptions
+	wake    chan struct{} // capacity 1: pokes coalesce
+
+	mu    sync.RWMutex
+	ready bool
+	ring  []*change
+	first uint64 // sequence number of the oldest entry
+	next  uint64 // sequence number of the next entry
+	from  Pos    // the ring holds every change after from...
+	pos   Pos    // ...up to and including pos
+	// changed is closed, and replaced, whenever pos or ready moves.
+	changed chan struct{}
+	subs    int
+}
+
+func newHub(feed Feed, log *slog.Logger, m *metrics, opts HubOptions) *hub {
+	opts.defaults()
+	return &hub{
+		feed: feed, log: log, metrics: m, opts: opts,
+		wake:    make(chan struct{}, 1),
+		ring:    make([]*change, opts.RingSize),
+		changed: make(chan struct{}),
+	}
+}
+
+// poke asks the hub to read the changefeed soon. It never blocks.
+func (h *hub) poke() {
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// join and leave count live streams: with none, the hub does not read.
+func (h *hub) join() {
+	h.mu.Lock()
+	h.subs++
+	h.mu.Unlock()
+	h.poke()
+}
+
+func (h *hub) leave() {
+	h.mu.Lock()
+	h.subs--
+	h.mu.Unlock()
+}
+
+// since copies into buf up to len(buf) changes after p and returns how
+// many, the position the caller reaches once it has handled them, and a
+// channel closed when there is more to read.
+func (h *hub) since(p Pos, buf []*change) (n int, upTo Pos, st ringState, more <-chan struct{}) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	switch {
+	case !h.ready:
+		return 0, p, ringNotReady, h.changed
+	case p.Less(h.from):
+		return 0, p, ringBehind, h.changed
+	}
+	count := int(h.next - h.first)
+	i := sort.Search(count, func(i int) bool { return p.Less(h.at(h.first + uint64(i)).pos) })
+	for ; i < count && n < len(buf); i++ {
+		buf[n] = h.at(h.first + uint64(i))
+		n++
+	}
+	switch {
+	case i < count:
+		upTo = buf[n-1].pos // buf is full; more is waiting
+	case p.Less(h.pos):
+		upTo = h.pos
+	default:
+		upTo = p // the caller read ahead of the hub in Postgres
+	}
+	return n, upTo, ringOK, h.changed
+}
+
+func (h *hub) at(seq uint64) *change { return h.ring[seq%uint64(len(h.ring))] }
+
+// broadcastLocked wakes every waiting stream. h.mu must be held.
+func (h *hub) broadcastLocked() {
+	close(h.changed)
+	h.changed = make(chan struct{})
+}
+
+// run reads the changefeed until ctx ends. It listens for notifications
+// in a second goroutine, which it waits for before returning.
+func (h *hub) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { h.listen(ctx) })
+	defer wg.Wait()
+
+	poll := time.NewTicker(h.opts.Poll)
+	defer poll.Stop()
+	pause := time.NewTimer(0)
+	defer pause.Stop()
+	<-pause.C
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.wake:
+		case <-poll.C:
+		}
+		h.step(ctx)
+		// Wait before the next read, so that a burst of commits costs one
+		// read per interval however many notifications it sends.
+		pause.Reset(h.opts.MinInterval)
+		select {
+		case <-ctx.Done():
+			return
+		case <-pause.C:
+		}
+	}
+}
+
+// listen keeps a LISTEN connection open, reconnecting with backoff.
+func (h *hub) listen(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for {
+		start := time.Now()
+		err := h.feed.Listen(ctx, h.poke)
+		if ctx.Err() != nil {
+			return
+		}
+		h.metrics.hubErrors.Inc()
+		h.log.LogAttrs(ctx, slog.LevelWarn, "changefeed listen failed; polling until it is back",
+			slog.Any("err", err), slog.Duration("retry_in", backoff))
+		if time.Since(start) > time.Minute {
+			backoff = 100 * time.Millisecond
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 10*time.Second)
+		h.poke() // catch up on what was missed while not listening
+	}
+}
+
+// step brings the ring up to date with the changefeed.
+func (h *hub) step(ctx context.Context) {
+	h.mu.RLock()
+	subs, ready, pos := h.subs, h.ready, h.pos
+	h.mu.RUnlock()
+	if subs == 0 {
+		// Nobody to serve: drop the ring rather than keep reading. The next
+		// stream starts it again at the current position; streams are
+		// correct either way, since anything older comes from Postgres.
+		if ready {
+			h.mu.Lock()
+			if h.subs == 0 {
+				h.resetLocked()
+			}
+			h.mu.Unlock()
+		}
+		return
+	}
+	if !ready {
+		snap, err := h.feed.CurrentSnapshot(ctx)
+		if err != nil {
+			h.failed(ctx, err)
+			return
+		}
+		h.mu.Lock()
+		h.from, h.pos, h.ready = Pos{Xid: snap.Xmin}, Pos{Xid: snap.Xmin}, true
+		h.broadcastLocked()
+		pos = h.pos
+		h.mu.Unlock()
+	}
+	batch := make([]*change, 0, h.opts.Batch)
+	for ctx.Err() == nil {
+		batch = batch[:0]
+		horizon, err := h.feed.Changes(ctx, viswals.Filter{}, pos, h.opts.Batch, func(p Pos, u viswals.SealedUser) error {
+			batch = append(batch, &change{pos: p, user: u,
+				firstLC: strings.ToLower(u.FirstName), lastLC: strings.ToLower(u.LastName)})
+			return nil
+		})
+		if err != nil {
+			h.failed(ctx, err)
+			return
+		}
+		h.metrics.hubChanges.Add(float64(len(batch)))
+		full := len(batch) == h.opts.Batch
+		h.mu.Lock()
+		for _, c := range batch {
+			h.appendLocked(c)
+		}
+		// A short read saw everything below the horizon: all of it is
+		// final, so the position moves to the horizon even with no rows.
+		if !full && h.pos.Less(Pos{Xid: horizon}) {
+			h.pos = Pos{Xid: horizon}
+		}
+		if h.pos != pos {
+			h.broadcastLocked()
+		}
+		pos = h.pos
+		h.mu.Unlock()
+		if !full {
+			return
+		}
+	}
+}
+
+// appendLocked adds c, evicting the oldest entry when the ring is full.
+func (h *hub) appendLocked(c *change) {
+	if h.next-h.first == uint64(len(h.ring)) {
+		old := h.at(h.first)
+		h.from = old.pos
+		h.ring[h.first%uint64(len(h.ring))] = nil
+		h.first++
+	}
+	h.ring[h.next%uint64(len(h.ring))] = c
+	h.next++
+	h.pos = c.pos
+}
+
+func (h *hub) resetLocked() {
+	clear(h.ring)
+	h.first, h.next = 0, 0
+	h.from, h.pos = Pos{}, Pos{}
+	h.ready = false
+	h.broadcastLocked()
+}
+
+func (h *hub) failed(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	h.metrics.hubErrors.Inc()
+	h.log.LogAttrs(ctx, slog.LevelWarn, "changefeed read failed; retrying", slog.String("err", err.Error()))
+}

@@ -1,0 +1,187 @@
+package httpapi
+
+import (
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/viswals/viswals"
+)
+
+// Bounds on query parameters. Every parameter is checked before anything
+// reaches a store, and a bad one gets a 400 that names it.
+const (
+	maxNameFilter    = 256 // bytes
+	defaultListLimit = 100
+	maxListLimit     = 1000
+	// maxStreamLimit bounds limit on /users/sse, where it counts events
+	// over a stream's whole life, not rows of one page.
+	maxStreamLimit = 1_000_000_000
+	maxQueryLen    = 8192
+)
+
+// listParams are the validated query of GET /users.
+type listParams struct {
+	filter  viswals.Filter
+	limit   int
+	afterID int64
+}
+
+// streamParams are the validated query of GET /users/sse.
+type streamParams struct {
+	filter viswals.Filter
+	limit  int // 0: unlimited
+	resume *cursor
+}
+
+// parseListParams validates the query of GET /users.
+func parseListParams(rawQuery string, key []byte) (listParams, *cursorCodec, error) {
+	q, err := parseQuery(rawQuery)
+	if err != nil {
+		return listParams{}, nil, err
+	}
+	var p listParams
+	if p.filter, err = parseFilter(q); err != nil {
+		return listParams{}, nil, err
+	}
+	if p.limit, err = parseLimit(q, defaultListLimit, maxListLimit); err != nil {
+		return listParams{}, nil, err
+	}
+	codec := newCodec(key, p.filter)
+	text, ok, err := single(q, "cursor")
+	if err != nil {
+		return listParams{}, nil, err
+	}
+	if ok {
+		c, err := codec.decodeCursor(text, kindList)
+		if err != nil {
+			return listParams{}, nil, cursorError("cursor", err)
+		}
+		p.afterID = c.afterID
+	}
+	return p, codec, nil
+}
+
+// parseStreamParams validates the query of GET /users/sse. The resume
+// position comes from the Last-Event-ID header, which a reconnecting
+// EventSource sends, or else from the last_event_id parameter; the header
+// wins because it is the newer of the two when a page reconnects.
+func parseStreamParams(rawQuery, lastEventID string, key []byte) (streamParams, *cursorCodec, error) {
+	q, err := parseQuery(rawQuery)
+	if err != nil {
+		return streamParams{}, nil, err
+	}
+	var p streamParams
+	if p.filter, err = parseFilter(q); err != nil {
+		return streamParams{}, nil, err
+	}
+	if p.limit, err = parseLimit(q, 0, maxStreamLimit); err != nil {
+		return streamParams{}, nil, err
+	}
+	codec := newCodec(key, p.filter)
+	name, text := "Last-Event-ID", lastEventID
+	if text == "" {
+		var ok bool
+		if text, ok, err = single(q, "last_event_id"); err != nil {
+			return streamParams{}, nil, err
+		} else if ok {
+			name = "last_event_id"
+		}
+	}
+	if text != "" {
+		c, err := codec.decodeCursor(text, kindSnapshot, kindLive)
+		if err != nil {
+			return streamParams{}, nil, cursorError(name, err)
+		}
+		p.resume = &c
+	}
+	return p, codec, nil
+}
+
+func parseQuery(raw string) (url.Values, error) {
+	if len(raw) > maxQueryLen {
+		return nil, viswals.Errorf(viswals.EINVALID, "query string is longer than %d bytes", maxQueryLen)
+	}
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, viswals.Errorf(viswals.EINVALID, "malformed query string")
+	}
+	return q, nil
+}
+
+// single returns the one value of parameter name; a repeated parameter is
+// refused rather than silently picking one.
+func single(q url.Values, name string) (string, bool, error) {
+	vs, ok := q[name]
+	switch {
+	case !ok:
+		return "", false, nil
+	case len(vs) > 1:
+		return "", false, viswals.Errorf(viswals.EINVALID, "%s is given more than once", name)
+	}
+	return vs[0], true, nil
+}
+
+func parseFilter(q url.Values) (viswals.Filter, error) {
+	var f viswals.Filter
+	var err error
+	if f.FirstName, err = nameFilter(q, "first_name"); err != nil {
+		return f, err
+	}
+	f.LastName, err = nameFilter(q, "last_name")
+	return f, err
+}
+
+// nameFilter validates a prefix filter. The value is only ever a bound
+// parameter (and a prefix, not a pattern: %, _ and \ are plain), so the
+// checks are about what Postgres can store: valid UTF-8 and no NUL.
+func nameFilter(q url.Values, name string) (string, error) {
+	v, _, err := single(q, name)
+	switch {
+	case err != nil:
+		return "", err
+	case len(v) > maxNameFilter:
+		return "", viswals.Errorf(viswals.EINVALID, "%s is longer than %d bytes", name, maxNameFilter)
+	case !utf8.ValidString(v):
+		return "", viswals.Errorf(viswals.EINVALID, "%s is not valid UTF-8", name)
+	case strings.IndexByte(v, 0) >= 0:
+		return "", viswals.Errorf(viswals.EINVALID, "%s contains a NUL byte", name)
+	}
+	return v, nil
+}
+
+// parseLimit reads limit: decimal digits only, within [1, max]; absent
+// means def.
+func parseLimit(q url.Values, def, max int) (int, error) {
+	v, ok, err := single(q, "limit")
+	if err != nil || !ok {
+		return def, err
+	}
+	if n, ok := parseDecimal(v); ok && n >= 1 && n <= int64(max) {
+		return int(n), nil
+	}
+	return 0, viswals.Errorf(viswals.EINVALID, "limit must be an integer between 1 and %d", max)
+}
+
+// parseDecimal parses a non-negative int64 written as plain digits: no
+// sign, no spaces, no underscores, at most 19 digits.
+func parseDecimal(s string) (int64, bool) {
+	if len(s) == 0 || len(s) > 19 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}
+
+func cursorError(name string, err error) error {
+	if err == errForeignCursor {
+		return viswals.Errorf(viswals.EINVALID, "invalid %s: it was made for other filters", name)
+	}
+	return viswals.Errorf(viswals.EINVALID, "invalid %s", name)
+}
