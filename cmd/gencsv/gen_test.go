@@ -267,3 +267,19 @@ func BenchmarkGenerate(b *testing.B) {
 	}
 	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// The bundled sample is this generator's output; regenerate it with the
+// command in data/README.md when the generator changes.
+func TestSampleFile(t *testing.T) {
+	data, err := os.ReadFile("../../data/users.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, st := gen(t, config{Rows: 1000, Dirty: true, Seed: 1})
+	if !bytes.Equal(data, want) {
+		t.Fatal("data/users.csv is not the output of gencsv -rows 1000 -dirty -seed 1; regenerate it (see data/README.md)")
+	}
+	if st != (stats{Rows: 1000, Bad: 23, Duplicates: 16, Users: 961}) {
+		t.Fatalf("stats %+v differ from those data/README.md gives", st)
+	}
+}
