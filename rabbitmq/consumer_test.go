@@ -1,0 +1,293 @@
+package rabbitmq_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/viswals/viswals/rabbitmq"
+	"github.com/viswals/viswals/rabbitmq/rmqtest"
+)
+
+func newConsumer(t *testing.T, url, queue string, opts rabbitmq.ConsumerOptions) *rabbitmq.Consumer {
+	t.Helper()
+	opts.Logger = testLogger(t)
+	return rabbitmq.NewConsumer(url, queue, opts)
+}
+
+// declare creates the topology, so that tests can publish before a
+// consumer runs.
+func declare(t *testing.T, url, queue string) {
+	t.Helper()
+	require.NoError(t, rabbitmq.Declare(channel(t, url), queue))
+}
+
+func textMessages(n int) []amqp.Publishing {
+	msgs := make([]amqp.Publishing, n)
+	for i := range msgs {
+		msgs[i] = amqp.Publishing{Body: []byte(fmt.Sprint("m", i)), ContentType: "text/plain", MessageId: fmt.Sprint("m", i)}
+	}
+	return msgs
+}
+
+// A delivery stays unacked while its handler runs: with a prefetch of 1
+// the broker holds the next message back until the handler returns Ack.
+func TestConsumerAcksOnlyAfterHandlerReturns(t *testing.T) {
+	t.Parallel()
+	url, queue := rmqtest.NewQueue(t)
+	declare(t, url, queue)
+	rmqtest.Publish(t, url, queue, textMessages(2)...)
+
+	started, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{Prefetch: 1, Workers: 1})
+	stop := runConsumer(t, c, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
+		if calls.Add(1) == 1 {
+			close(started)
+			<-release
+		}
+		return rabbitmq.Ack{}
+	})
+	<-started
+	ready, consumers := rmqtest.Messages(t, url, queue)
+	assert.Equal(t, 1, ready, "the second message waits: the first is delivered but not acked")
+	assert.Equal(t, 1, consumers)
+
+	close(release)
+	waitFor(t, "both handled", func() bool { return calls.Load() == 2 })
+	require.NoError(t, stop())
+	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout) // acked: closing did not requeue them
+	assert.Equal(t, int32(2), calls.Load())
+}
+
+// DeadLetter moves the message to the dead-letter queue with the reason
+// and the original headers and properties, and removes it from the queue.
+func TestConsumerDeadLetter(t *testing.T) {
+	t.Parallel()
+	url, queue := rmqtest.NewQueue(t)
+	declare(t, url, queue)
+	rmqtest.Publish(t, url, queue, amqp.Publishing{
+		Body: []byte(`[{"id":0}]`), ContentType: rabbitmq.ContentTypeJSON, MessageId: "msg-1",
+		Headers: amqp.Table{"source": "users.csv", "n": int32(7)},
+	})
+	c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{})
+	stop := runConsumer(t, c, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
+		return rabbitmq.DeadLetter{Reason: "user 1: id must be an integer >= 1"}
+	})
+	rmqtest.WaitMessages(t, url, rabbitmq.DLQName(queue), 1, waitTimeout)
+	require.NoError(t, stop())
+	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout)
+
+	d, ok := rmqtest.Get(t, url, rabbitmq.DLQName(queue))
+	require.True(t, ok)
+	assert.Equal(t, `[{"id":0}]`, string(d.Body))
+	assert.Equal(t, rabbitmq.ContentTypeJSON, d.ContentType)
+	assert.Equal(t, "msg-1", d.MessageId)
+	assert.Equal(t, uint8(amqp.Persistent), d.DeliveryMode)
+	assert.Equal(t, "user 1: id must be an integer >= 1", d.Headers[rabbitmq.HeaderDeathReason])
+	assert.Equal(t, queue, d.Headers[rabbitmq.HeaderOriginalQueue])
+	assert.Equal(t, "users.csv", d.Headers["source"])
+	assert.EqualValues(t, 7, d.Headers["n"])
+	at, err := time.Parse(time.RFC3339, fmt.Sprint(d.Headers[rabbitmq.HeaderDeadLetteredAt]))
+	require.NoError(t, err)
+	assert.WithinDuration(t, time.Now(), at, time.Minute)
+}
+
+// A handler dead-letters the bad part of a batch as a new message and acks
+// the original.
+func TestConsumerPartialDeadLetter(t *testing.T) {
+	t.Parallel()
+	url, queue := rmqtest.NewQueue(t)
+	declare(t, url, queue)
+	rmqtest.Publish(t, url, queue, amqp.Publishing{Body: []byte("whole batch"), ContentType: "text/plain", Headers: amqp.Table{"load": "1"}})
+	var c *rabbitmq.Consumer
+	c = newConsumer(t, url, queue, rabbitmq.ConsumerOptions{})
+	stop := runConsumer(t, c, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
+		if err := c.DeadLetter(ctx, []byte("bad users only"), d.ContentType, d.Headers, "2 invalid users"); err != nil {
+			t.Errorf("DeadLetter: %v", err)
+			return rabbitmq.Requeue{}
+		}
+		return rabbitmq.Ack{}
+	})
+	rmqtest.WaitMessages(t, url, rabbitmq.DLQName(queue), 1, waitTimeout)
+	require.NoError(t, stop())
+	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout)
+	d, ok := rmqtest.Get(t, url, rabbitmq.DLQName(queue))
+	require.True(t, ok)
+	assert.Equal(t, "bad users only", string(d.Body))
+	assert.Equal(t, "2 invalid users", d.Headers[rabbitmq.HeaderDeathReason])
+	assert.Equal(t, "1", d.Headers["load"])
+}
+
+func TestConsumerDeadLetterWhileStopped(t *testing.T) {
+	t.Parallel()
+	url, queue := rmqtest.NewQueue(t)
+	c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{})
+	assert.False(t, c.Connected())
+	assert.Error(t, c.DeadLetter(context.Background(), []byte("x"), "text/plain", nil, "r"))
+}
+
+// A handler that panics dead-letters the message instead of crashing
+// the consumer on every redelivery.
+func TestConsumerHandlerPanicDeadLetters(t *testing.T) {
+	t.Parallel()
+	url, queue := rmqtest.NewQueue(t)
+	declare(t, url, queue)
+	rmqtest.Publish(t, url, queue, textMessages(1)...)
+	c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{})
+	stop := runConsumer(t, c, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
+		panic("boom")
+	})
+	rmqtest.WaitMessages(t, url, rabbitmq.DLQName(queue), 1, waitTimeout)
+	require.NoError(t, stop())
+	d, ok := rmqtest.Get(t, url, rabbitmq.DLQName(queue))
+	require.True(t, ok)
+	assert.Equal(t, "handler panicked: boom", d.Headers[rabbitmq.HeaderDeathReason])
+	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout)
+}
+
+// Requeue gives the message back and a redelivery says so.
+func TestConsumerRequeue(t *testing.T) {
+	t.Parallel()
+	url, queue := rmqtest.NewQueue(t)
+	declare(t, url, queue)
+	rmqtest.Publish(t, url, queue, textMessages(1)...)
+	var mu sync.Mutex
+	var redelivered []bool
+	c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{Workers: 1})
+	stop := runConsumer(t, c, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
+		mu.Lock()
+		defer mu.Unlock()
+		redelivered = append(redelivered, d.Redelivered)
+		if len(redelivered) == 1 {
+			return rabbitmq.Requeue{}
+		}
+		return rabbitmq.Ack{}
+	})
+	waitFor(t, "redelivery", func() bool { mu.Lock(); defer mu.Unlock(); return len(redelivered) == 2 })
+	require.NoError(t, stop())
+	assert.Equal(t, []bool{false, true}, redelivered)
+	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout)
+}
+
+// On cancellation the handler in flight finishes (with a live context) and
+// acks; prefetched deliveries go back to the queue; Run returns nil.
+func TestConsumerGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	url, queue := rmqtest.NewQueue(t)
+	declare(t, url, queue)
+	rmqtest.Publish(t, url, queue, textMessages(4)...)
+
+	started, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	var ctxErrAtEnd atomic.Value
+	c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{Prefetch: 4, Workers: 1})
+	stop := runConsumer(t, c, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
+		calls.Add(1)
+		close(started)
+		<-release
+		ctxErrAtEnd.Store(fmt.Sprint(ctx.Err()))
+		return rabbitmq.Ack{}
+	})
+	<-started
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	// Run must wait for the handler: it cannot return before release.
+	waitFor(t, "consumer cancelled", func() bool { _, consumers := rmqtest.Messages(t, url, queue); return consumers == 0 })
+	select {
+	case err := <-stopped:
+		t.Fatalf("Run returned (%v) while a handler was in flight", err)
+	default:
+	}
+	close(release)
+	require.NoError(t, <-stopped)
+	assert.Equal(t, int32(1), calls.Load(), "no handler starts after cancellation")
+	assert.Equal(t, "<nil>", ctxErrAtEnd.Load(), "the handler's context outlives the shutdown")
+	rmqtest.WaitMessages(t, url, queue, 3, waitTimeout) // the one in flight was acked
+}
+
+// A handler that outlives DrainTimeout sees its context cancelled.
+func TestConsumerDrainTimeout(t *testing.T) {
+	t.Parallel()
+	url, queue := rmqtest.NewQueue(t)
+	declare(t, url, queue)
+	rmqtest.Publish(t, url, queue, textMessages(1)...)
+	started := make(chan struct{})
+	c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{DrainTimeout: 100 * time.Millisecond})
+	stop := runConsumer(t, c, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
+		close(started)
+		<-ctx.Done()
+		return rabbitmq.Requeue{}
+	})
+	<-started
+	require.NoError(t, stop())
+	rmqtest.WaitMessages(t, url, queue, 1, waitTimeout)
+}
+
+// The connection dies mid-stream: the consumer reconnects by itself and
+// every message is handled (duplicates allowed, none lost).
+func TestConsumerReconnects(t *testing.T) {
+	t.Parallel()
+	url, queue := rmqtest.NewQueue(t)
+	declare(t, url, queue)
+	const n = 300
+	rmqtest.Publish(t, url, queue, textMessages(n)...)
+
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var c *rabbitmq.Consumer
+	c = newConsumer(t, url, queue, rabbitmq.ConsumerOptions{Prefetch: 8, Workers: 2, ReconnectBackoff: 200 * time.Millisecond})
+	stop := runConsumer(t, c, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
+		mu.Lock()
+		seen[d.MessageID]++
+		first, handled := seen[d.MessageID] == 1, len(seen)
+		mu.Unlock()
+		if first && (handled == 100 || handled == 200) {
+			rabbitmq.CutConnection(c) // this delivery's ack is lost with it
+		}
+		return rabbitmq.Ack{}
+	})
+	waitFor(t, "all messages handled", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == n })
+	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout)
+	require.NoError(t, stop())
+	assert.GreaterOrEqual(t, rabbitmq.Sessions(c), uint64(3))
+	ready, _ := rmqtest.Messages(t, url, queue)
+	assert.Zero(t, ready)
+}
+
+// A consumer started before the broker is reachable waits for it.
+func TestConsumerWaitsForBroker(t *testing.T) {
+	t.Parallel()
+	url, queue := rmqtest.NewQueue(t)
+	proxy, proxied := rmqtest.NewProxy(t, url)
+	proxy.Down(true)
+	declare(t, url, queue)
+	rmqtest.Publish(t, url, queue, textMessages(5)...)
+	var calls atomic.Int32
+	c := newConsumer(t, proxied, queue, rabbitmq.ConsumerOptions{ReconnectBackoff: 200 * time.Millisecond})
+	stop := runConsumer(t, c, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
+		calls.Add(1)
+		return rabbitmq.Ack{}
+	})
+	proxy.Down(false)
+	waitFor(t, "messages handled", func() bool { return calls.Load() == 5 })
+	proxy.Cut()
+	rmqtest.Publish(t, url, queue, textMessages(5)...)
+	waitFor(t, "messages handled after a cut", func() bool { return calls.Load() >= 10 })
+	require.NoError(t, stop())
+}
+
+func TestConsumerBadCredentialsFail(t *testing.T) {
+	t.Parallel()
+	url, queue := rmqtest.NewQueue(t)
+	c := newConsumer(t, "amqp://guest:wrong@"+url[len("amqp://guest:guest@"):], queue, rabbitmq.ConsumerOptions{})
+	err := c.Run(context.Background(), func(context.Context, rabbitmq.Delivery) rabbitmq.Outcome { return rabbitmq.Ack{} })
+	require.Error(t, err)
+}
