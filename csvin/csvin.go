@@ -48,6 +48,7 @@ type Row struct {
 // Reader reads rows from a CSV export. It is not safe for concurrent use.
 type Reader struct {
 	src      *source
+	br       *bufio.Reader // between src and csv; its buffer is csv's read-ahead
 	csv      *csv.Reader
 	csvStart int64 // input offset where csv started reading
 	lineBase int64 // line number of csv's line 1, minus 1
@@ -138,7 +139,13 @@ func (r *Reader) Header() []string { return slices.Clone(r.header) }
 // restart starts a fresh csv.Reader at input offset off, the start of a line.
 func (r *Reader) restart(off int64) {
 	r.src.rewind(off)
-	r.csv = csv.NewReader(bufio.NewReaderSize(r.src, readAhead))
+	// The csv.Reader is new (it has no Reset) but its buffer is reused, so
+	// a file full of broken quotes does not churn memory.
+	if r.br == nil {
+		r.br = bufio.NewReaderSize(r.src, readAhead)
+	}
+	r.br.Reset(r.src)
+	r.csv = csv.NewReader(r.br)
 	r.csv.ReuseRecord = true   // the fields are copied out where kept
 	r.csv.FieldsPerRecord = -1 // counts are checked here, to say which row is short
 	r.csvStart = off
@@ -170,7 +177,7 @@ func (r *Reader) readFailed(err error) (Row, error) {
 	case err == io.EOF:
 		return Row{}, io.EOF
 
-	case errors.As(err, &perr) && perr.Line == perr.StartLine:
+	case errors.As(err, &perr) && perr.Line == perr.StartLine && r.src.lineEndsAt(r.offset()):
 		// The record is one line and csv has consumed all of it: reject
 		// it and carry on with the next line.
 		start := r.src.skipBlankLines(r.src.keep)
@@ -181,7 +188,7 @@ func (r *Reader) readFailed(err error) (Row, error) {
 		r.src.commit(end)
 		return row, nil
 
-	case errors.As(err, &perr):
+	case errors.As(err, &perr) && perr.Line > perr.StartLine:
 		// A quoted field ran over several lines and then broke: most
 		// likely a quote opened by mistake, which swallowed the lines
 		// after it. Only its first line is rejected.
@@ -189,7 +196,9 @@ func (r *Reader) readFailed(err error) (Row, error) {
 			"not valid CSV: a quoted field starting on this line breaks on line %d: %v (only this line is rejected; reading resumes on the next)",
 			r.lineBase+int64(perr.Line), perr.Err))
 
-	case errors.Is(err, errRecordTooLong):
+	case errors.As(err, &perr) || errors.Is(err, errRecordTooLong):
+		// The source stopped the record at the limit (a parse error in a
+		// line cut there is reported first by csv, hence the ParseError).
 		return r.cut(viswals.Errorf(viswals.EINVALID,
 			"not valid CSV: record longer than %d bytes, probably a quote that is never closed (only this line is rejected; reading resumes on the next)",
 			r.src.limit))

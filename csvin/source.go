@@ -115,6 +115,13 @@ func (s *source) lineAt(off int64) int64 {
 	return s.line + int64(bytes.Count(s.buf[:off-s.start], []byte("\n")))
 }
 
+// lineEndsAt reports whether offset off, which the source must still hold,
+// is at the end of a line: just after a newline, or at the end of the input.
+func (s *source) lineEndsAt(off int64) bool {
+	i := int(off - s.start)
+	return i > 0 && s.buf[i-1] == '\n' || i == len(s.buf) && s.err == io.EOF
+}
+
 // commit records that everything before offset off has been parsed into
 // complete records and need not be kept.
 func (s *source) commit(off int64) { s.keep = off }
