@@ -105,9 +105,31 @@ func parseQuery(raw string) (url.Values, error) {
 	}
 	q, err := url.ParseQuery(raw)
 	if err != nil {
-		return nil, viswals.Errorf(viswals.EINVALID, "malformed query string")
+		// ParseQuery keeps every pair it could read. A bad pair (a broken
+		// %-escape, or a ';', which Go does not take as a separator) is
+		// an error only when it is one of ours; unknown parameters are
+		// ignored, malformed or not.
+		for pair := range strings.SplitSeq(raw, "&") {
+			key, value, _ := strings.Cut(pair, "=")
+			k, kerr := url.QueryUnescape(key)
+			_, verr := url.QueryUnescape(value)
+			if kerr != nil || !knownParam(k) {
+				continue
+			}
+			if verr != nil || strings.Contains(pair, ";") {
+				return nil, viswals.Errorf(viswals.EINVALID, "%s is malformed (a bad %%-escape or a ';')", k)
+			}
+		}
 	}
 	return q, nil
+}
+
+func knownParam(k string) bool {
+	switch k {
+	case "first_name", "last_name", "limit", "cursor", "last_event_id":
+		return true
+	}
+	return false
 }
 
 // single returns the one value of parameter name; a repeated parameter is

@@ -121,9 +121,9 @@ type stream struct {
 }
 
 func (s *stream) run(ctx context.Context) error {
-	// The server's ReadTimeout would end the stream's context once it
-	// expires, and its WriteTimeout would cut the first write after it:
-	// a stream manages its own deadlines.
+	// The server's WriteTimeout would cut the first write after it
+	// expires: a stream bounds each write instead (deadline). Its read
+	// deadline is cleared too, in case a request body kept ReadTimeout's.
 	s.rc.SetReadDeadline(time.Time{})
 	s.deadline()
 	h := s.w.Header()
