@@ -2,6 +2,7 @@ package csvin_test
 
 import (
 	"bytes"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -410,12 +411,34 @@ func FuzzReader(f *testing.F) {
 	f.Add([]byte("\n\n\r\n1,,,a@b,0,,,\n\"\"\"\n,,,,,,,\n"))
 	f.Add([]byte("1,\xff,\x00,a@@b,-1,x,-2,0\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		input := append([]byte(header), data...)
+		// Where encoding/csv alone reads the input without error, the
+		// Reader must see the same records on the same lines.
+		var wantLines []int64
+		cr := csv.NewReader(bytes.NewReader(input))
+		cr.FieldsPerRecord = -1
+		for {
+			_, err := cr.Read()
+			if err != nil {
+				if err != io.EOF {
+					wantLines = nil
+				}
+				break
+			}
+			l, _ := cr.FieldPos(0)
+			wantLines = append(wantLines, int64(l))
+		}
+		if len(wantLines) > 0 {
+			wantLines = wantLines[1:] // the header
+		}
+
 		for _, limit := range []int{1 << 20, 64} {
-			r, err := csvin.NewReaderLimit(bytes.NewReader(append([]byte(header), data...)), limit)
+			r, err := csvin.NewReaderLimit(bytes.NewReader(input), limit)
 			if err != nil {
 				t.Fatalf("NewReader: %v", err)
 			}
 			last := int64(1)
+			var lines []int64
 			for n := 0; ; n++ {
 				if n > len(data)+1 {
 					t.Fatalf("more rows (%d) than input bytes (%d)", n, len(data))
@@ -431,6 +454,7 @@ func FuzzReader(f *testing.F) {
 					t.Fatalf("line %d after line %d", row.Line, last)
 				}
 				last = row.Line
+				lines = append(lines, row.Line)
 				if row.Err != nil {
 					if row.Err.Error() == "" {
 						t.Fatalf("line %d rejected without a reason", row.Line)
@@ -443,6 +467,9 @@ func FuzzReader(f *testing.F) {
 				if row.Record.Version.Line != row.Line {
 					t.Fatalf("line %d has version line %d", row.Line, row.Record.Version.Line)
 				}
+			}
+			if wantLines != nil && fmt.Sprint(lines) != fmt.Sprint(wantLines) {
+				t.Fatalf("rows on lines %v, encoding/csv finds records on lines %v", lines, wantLines)
 			}
 		}
 	})

@@ -37,7 +37,9 @@ type source struct {
 }
 
 func newSource(r io.Reader, limit int) *source {
-	return &source{r: r, buf: make([]byte, 0, readChunk), line: 1, limit: limit}
+	// Room for a read beside what a fill keeps (the record in progress and
+	// the read-ahead), so that ordinary input never grows the buffer.
+	return &source{r: r, buf: make([]byte, 0, 2*readChunk), line: 1, limit: limit}
 }
 
 func (s *source) Read(p []byte) (int, error) {
