@@ -136,6 +136,9 @@ func (s *Store) Changes(ctx context.Context, f viswals.Filter, after ChangePos, 
 	if limit < 1 {
 		return 0, invalidf("changes: limit must be >= 1, got %d", limit)
 	}
+	if err := checkFilter(f); err != nil {
+		return 0, err
+	}
 	// The horizon is read in its own statement and passed to the next one:
 	// every transaction below it finished before that statement starts, so
 	// its snapshot sees all their rows; and the horizon is exact.

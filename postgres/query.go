@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -36,6 +37,9 @@ func (s *Store) List(ctx context.Context, f viswals.Filter, afterID int64, limit
 	if limit < 1 {
 		return invalidf("list users: limit must be >= 1, got %d", limit)
 	}
+	if err := checkFilter(f); err != nil {
+		return err
+	}
 	sql, args := listQuery(f, afterID, limit, nil)
 	return s.each(ctx, "list users", sql, args, fn)
 }
@@ -48,8 +52,22 @@ func (s *Store) ListVisible(ctx context.Context, f viswals.Filter, afterID int64
 	if limit < 1 {
 		return invalidf("list users: limit must be >= 1, got %d", limit)
 	}
+	if err := checkFilter(f); err != nil {
+		return err
+	}
 	sql, args := listQuery(f, afterID, limit, &snap)
 	return s.each(ctx, "list users", sql, args, fn)
+}
+
+// checkFilter refuses prefixes Postgres cannot compare: strings.ToLower
+// would silently turn invalid UTF-8 into U+FFFD, and text cannot hold NUL.
+func checkFilter(f viswals.Filter) error {
+	for _, p := range []struct{ name, value string }{{"first_name", f.FirstName}, {"last_name", f.LastName}} {
+		if !utf8.ValidString(p.value) || strings.IndexByte(p.value, 0) >= 0 {
+			return invalidf("%s filter must be UTF-8 text without NUL bytes", p.name)
+		}
+	}
+	return nil
 }
 
 // listQuery builds the page query from fixed fragments; the values are

@@ -1,0 +1,54 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestListen_WakesOnCommit(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	wake := make(chan struct{}, 1)
+	done := make(chan error)
+	go func() {
+		done <- s.Listen(ctx, func() {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	deadline := time.After(10 * time.Second)
+	await := func(what string) {
+		t.Helper()
+		select {
+		case <-wake:
+		case <-deadline:
+			t.Fatalf("no wake-up %s", what)
+		}
+	}
+	await("when listening starts")
+
+	upsert(t, s, user(1, "A", "B", "a@example.com", 1, 1))
+	await("after a commit")
+
+	// A batch that changes nothing notifies nobody.
+	upsert(t, s, user(1, "A", "B", "a@example.com", 1, 1))
+	select {
+	case <-wake:
+		t.Fatal("woken by a batch that changed nothing")
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, context.Canceled)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Listen did not return after cancel")
+	}
+}

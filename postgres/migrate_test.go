@@ -1,0 +1,57 @@
+package postgres_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/viswals/viswals/postgres"
+	"github.com/viswals/viswals/postgres/pgtest"
+)
+
+func TestMigrate_ConcurrentAndIdempotent(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewEmptyDatabase(t)
+	ctx := context.Background()
+
+	// Two processes starting at once: one applies, the other waits on the
+	// advisory lock and finds nothing to do.
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		wg.Go(func() { errs[i] = postgres.Migrate(ctx, url) })
+	}
+	wg.Wait()
+	require.NoError(t, errs[0])
+	require.NoError(t, errs[1])
+	// And again, later.
+	require.NoError(t, postgres.Migrate(ctx, url))
+
+	conn := connect(t, url)
+	var version int
+	var dirty bool
+	require.NoError(t, conn.QueryRow(ctx, "SELECT version, dirty FROM schema_migrations").Scan(&version, &dirty))
+	require.Equal(t, 1, version)
+	require.False(t, dirty)
+	var indexes []string
+	rows, err := conn.Query(ctx, "SELECT indexname FROM pg_indexes WHERE tablename = 'users' ORDER BY indexname")
+	require.NoError(t, err)
+	for rows.Next() {
+		var name string
+		require.NoError(t, rows.Scan(&name))
+		indexes = append(indexes, name)
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, []string{"users_changed", "users_first_name", "users_last_name", "users_pkey"}, indexes)
+}
+
+func TestMigrate_KeepsData(t *testing.T) {
+	t.Parallel()
+	s, url := newStore(t)
+	upsert(t, s, user(1, "Ann", "Lee", "ann@example.com", 1, 1))
+	require.NoError(t, postgres.Migrate(context.Background(), url))
+	_, err := s.Get(context.Background(), 1)
+	require.NoError(t, err)
+}
