@@ -278,8 +278,10 @@ func FuzzDecrypt(f *testing.F) {
 			}
 			return
 		}
-		// Only a genuine ciphertext can open; ours is the only one seeded.
-		if s != good || got != "ada@example.com" {
+		// Only a genuine ciphertext can open, and the only plaintext ever
+		// sealed under this key is ours. (good itself differs per fuzz
+		// worker process: its nonce is random.)
+		if got != "ada@example.com" {
 			t.Fatalf("Decrypt(%q) = %q, want an error", s, got)
 		}
 	})
