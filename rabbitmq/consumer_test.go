@@ -291,3 +291,49 @@ func TestConsumerBadCredentialsFail(t *testing.T) {
 	err := c.Run(context.Background(), func(context.Context, rabbitmq.Delivery) rabbitmq.Outcome { return rabbitmq.Ack{} })
 	require.Error(t, err)
 }
+
+// Two consumers share a queue and one dies midway: the other takes over
+// its unacked messages and every message is handled.
+func TestCompetingConsumersOneDies(t *testing.T) {
+	t.Parallel()
+	url, queue := rmqtest.NewQueue(t)
+	declare(t, url, queue)
+	const n = 400
+	rmqtest.Publish(t, url, queue, textMessages(n)...)
+
+	var mu sync.Mutex
+	seen := map[string]int{}
+	record := func(id string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[id]++
+		return len(seen)
+	}
+	opts := rabbitmq.ConsumerOptions{Prefetch: 4, Workers: 2}
+	var aHandled atomic.Int32
+	died := make(chan struct{})
+	var a *rabbitmq.Consumer
+	a = newConsumer(t, url, queue, opts)
+	stopA := runConsumer(t, a, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
+		record(d.MessageID)
+		if aHandled.Add(1) == 50 {
+			rabbitmq.CutConnection(a) // dies with deliveries unacked
+			close(died)
+		}
+		return rabbitmq.Ack{}
+	})
+	b := newConsumer(t, url, queue, opts)
+	stopB := runConsumer(t, b, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
+		record(d.MessageID)
+		return rabbitmq.Ack{}
+	})
+	select {
+	case <-died:
+	case <-time.After(waitTimeout):
+		t.Fatal("consumer A never handled 50 messages")
+	}
+	require.NoError(t, stopA())
+	waitFor(t, "all messages handled", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == n })
+	require.NoError(t, stopB())
+	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout)
+}

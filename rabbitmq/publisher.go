@@ -264,7 +264,12 @@ func (l *publishLoop) run(ctx context.Context) {
 			l.p.published.Add(1)
 			l.send(e)
 		case <-oldest:
-			l.collectConfirms()
+			if nacked := l.collectConfirms(); nacked > 0 {
+				// A broker that refuses messages (a queue at its length
+				// limit with reject-publish) would otherwise get them
+				// back at once, in a tight loop.
+				_ = sleep(ctx, nackPause)
+			}
 		case err := <-l.closed:
 			l.lose(err)
 		case f := <-l.p.flush:
@@ -349,17 +354,22 @@ func (l *publishLoop) sendUnsent() {
 	}
 }
 
+// nackPause is how long the publisher waits before resending nacked
+// messages.
+const nackPause = 200 * time.Millisecond
+
 // collectConfirms settles every message at the head of inflight whose
 // confirmation has arrived: an ack releases it, a nack queues it to be sent
 // again. When the channel closes, the library reports every pending
 // confirmation as a nack, so those are sent again too, after reconnecting.
-func (l *publishLoop) collectConfirms() {
+// It returns the number of nacks from the broker.
+func (l *publishLoop) collectConfirms() (nacked int) {
 	for len(l.inflight) > 0 {
 		e := l.inflight[0]
 		select {
 		case <-e.dc.Done():
 		default:
-			return
+			return nacked
 		}
 		l.inflight[0] = nil
 		l.inflight = l.inflight[1:]
@@ -368,12 +378,14 @@ func (l *publishLoop) collectConfirms() {
 			continue
 		}
 		if !l.ch.IsClosed() {
+			nacked++
 			l.p.nacked.Add(1)
 			l.p.log.Warn("broker nacked a message; republishing it")
 		}
 		e.dc = nil
 		l.unsent = append(l.unsent, e)
 	}
+	return nacked
 }
 
 // lose drops the current connection; its unconfirmed messages join unsent,
