@@ -24,8 +24,9 @@ const DefaultPrefix = "users:"
 // ours or is damaged, and is replaced.
 //
 // Versions are fixed-width lowercase hex, so string order is version
-// order. (Redis compares with strcoll; in any locale fixed-width hex with
-// the dash at one position still compares digit by digit.)
+// order. (Redis compares Lua strings with strcoll: the C locale compares
+// bytes, and glibc's locales order digits before a-f and skip the dash,
+// which sits at the same place in both strings, so the order is the same.)
 //
 // KEYS[1] key; ARGV[1] value, ARGV[2] its version, ARGV[3] TTL in ms (0: none).
 // The offsets are those of valuePrefix and versionEnd (TestScriptOffsets).
