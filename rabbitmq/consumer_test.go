@@ -311,17 +311,21 @@ func TestCompetingConsumersOneDies(t *testing.T) {
 	}
 	opts := rabbitmq.ConsumerOptions{Prefetch: 4, Workers: 2}
 	var aHandled atomic.Int32
-	died := make(chan struct{})
+	busy, died := make(chan struct{}), make(chan struct{})
 	var a *rabbitmq.Consumer
 	a = newConsumer(t, url, queue, opts)
 	stopA := runConsumer(t, a, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
 		record(d.MessageID)
-		if aHandled.Add(1) == 50 {
+		switch aHandled.Add(1) {
+		case 10:
+			close(busy)
+		case 20:
 			rabbitmq.CutConnection(a) // dies with deliveries unacked
 			close(died)
 		}
 		return rabbitmq.Ack{}
 	})
+	<-busy
 	b := newConsumer(t, url, queue, opts)
 	stopB := runConsumer(t, b, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
 		record(d.MessageID)
