@@ -172,8 +172,12 @@ func (cc *cursorCodec) decodeCursor(text string, want ...cursorKind) (cursor, er
 		c.snap, c.hasSnap = r.snapshot(), true
 		c.afterID = r.id()
 	case kindLive:
-		if c.hasSnap = r.byte() == 1; c.hasSnap {
-			c.snap = r.snapshot()
+		switch r.byte() {
+		case 0:
+		case 1:
+			c.hasSnap, c.snap = true, r.snapshot()
+		default:
+			r.bad = true
 		}
 		c.pos.Xid = r.uvarint()
 		c.pos.ID = r.id()

@@ -280,6 +280,6 @@ func (fakeKeys) Open(s viswals.SealedUser) (viswals.User, error) {
 // testUser returns a plausible user with the given id and names.
 func testUser(id int64, first, last string) viswals.SealedUser {
 	return seal(viswals.User{ID: id, FirstName: first, LastName: last,
-		Email: fmt.Sprintf("user%d@example.com", id),
+		Email:     fmt.Sprintf("user%d@example.com", id),
 		CreatedAt: time.UnixMilli(1700000000000 + id).UTC()})
 }

@@ -127,7 +127,7 @@ func (s *syncBuffer) String() string {
 // sseEvent is one event (or comment) read from a stream.
 type sseEvent struct {
 	Event, ID, Data, Retry string
-	Comment            string
+	Comment                string
 }
 
 // sseClient reads a stream in the background.

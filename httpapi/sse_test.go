@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -342,5 +341,4 @@ func TestSSECursorShape(t *testing.T) {
 	if err != nil || cur.pos.ID != 2 || cur.hasSnap {
 		t.Fatalf("live cursor %+v %v (the snapshot should be dropped once passed)", cur, err)
 	}
-	fmt.Sprint(cur)
 }

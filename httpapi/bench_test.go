@@ -1,0 +1,121 @@
+package httpapi
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/emailcrypt"
+)
+
+// discardWriter is a ResponseWriter that keeps nothing, so benchmarks
+// measure the handler, not a recorder.
+type discardWriter struct {
+	h      http.Header
+	status int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(code int)        { w.status = code }
+
+// benchAPI is the real API (router, middleware, metrics, JSON request
+// log) over an in-memory cache and store, with the real keyring.
+func benchAPI(b *testing.B, users int) (*API, *memDB) {
+	keys, err := emailcrypt.New([]byte("0123456789abcdefghijklmnopqrstuv"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	db, cache := newMemDB(), newMemCache()
+	var sealed []viswals.SealedUser
+	for i := range users {
+		u := testUser(int64(i+1), "Firstname", "Lastname")
+		plain, _ := fakeKeys{}.Open(u)
+		s, err := keys.Seal(viswals.Record{User: plain})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sealed = append(sealed, s)
+	}
+	db.insert(sealed...)
+	cache.Put(b.Context(), sealed)
+	api, err := New(Config{
+		CursorKey: testKey, Registry: prometheus.NewRegistry(),
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+	}, Deps{Store: db, Cache: cache, Keys: keys, Feed: db})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return api, db
+}
+
+func BenchmarkGetUser(b *testing.B) {
+	api, _ := benchAPI(b, 10)
+	req := httptest.NewRequest(http.MethodGet, "/users/7", nil)
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		api.ServeHTTP(w, req)
+		if w.status != http.StatusOK && w.status != 0 {
+			b.Fatal(w.status)
+		}
+	}
+}
+
+// BenchmarkBareHandler is the baseline: a ServeMux and a handler that
+// writes a fixed reply of the same size, nothing else.
+func BenchmarkBareHandler(b *testing.B) {
+	body := []byte(`{"status":"success","data":{"id":7,"first_name":"Firstname","last_name":"Lastname","email_address":"user7@example.com","created_at":"2023-11-14T22:13:20.007Z","deleted_at":null,"merged_at":null,"parent_user_id":null}}` + "\n")
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /users/{id}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	})
+	req := httptest.NewRequest(http.MethodGet, "/users/7", nil)
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		mux.ServeHTTP(w, req)
+	}
+}
+
+func BenchmarkListUsers(b *testing.B) {
+	api, _ := benchAPI(b, 1000)
+	for _, q := range []string{"limit=100", "limit=1000", "limit=100&first_name=first&last_name=LAST"} {
+		b.Run(q, func(b *testing.B) {
+			req := httptest.NewRequest(http.MethodGet, "/users?"+q, nil)
+			w := &discardWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				api.ServeHTTP(w, req)
+			}
+		})
+	}
+}
+
+func BenchmarkAppendUser(b *testing.B) {
+	u, _ := fakeKeys{}.Open(testUser(7, "Firstname", "Lastname"))
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = appendUser(buf[:0], &u)
+	}
+}
+
+func BenchmarkCursor(b *testing.B) {
+	cc := newCodec(testKey, viswals.Filter{})
+	c := cursor{kind: kindLive, pos: Pos{Xid: 123456, ID: 987654}}
+	buf := make([]byte, 0, 128)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = cc.appendCursor(buf[:0], c)
+	}
+}

@@ -1,0 +1,235 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+func TestUnknownRouteAndMethod(t *testing.T) {
+	e := newEnv(t)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		msg          string
+	}{
+		{"GET", "/nope", 404, "no such route"},
+		{"GET", "/users/1/extra", 404, "no such route"},
+		{"GET", "/index.html", 404, "no such route"},
+		{"POST", "/users", 405, "method POST not allowed"},
+		{"DELETE", "/users/1", 405, "method DELETE not allowed"},
+		{"PUT", "/users/sse", 405, "not allowed"},
+		{"POST", "/healthz", 405, "not allowed"},
+	} {
+		req, _ := http.NewRequest(tc.method, e.srv.URL+tc.path, strings.NewReader("x"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s %s: Content-Type %q", tc.method, tc.path, ct)
+		}
+		if tc.status == 405 && !strings.Contains(resp.Header.Get("Allow"), "GET") {
+			t.Errorf("%s %s: Allow %q", tc.method, tc.path, resp.Header.Get("Allow"))
+		}
+		wantError(t, tc.method+" "+tc.path, resp.StatusCode, decodeBody(t, resp), tc.status, tc.msg)
+	}
+	// HEAD is served wherever GET is.
+	resp, err := http.Head(e.srv.URL + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("HEAD /healthz: %v %v", resp, err)
+	}
+}
+
+func TestHealthz(t *testing.T) {
+	e := newEnv(t)
+	status, body := e.get(t, "/healthz")
+	if status != 200 || body["status"] != "success" || body["data"] != "ok" {
+		t.Fatalf("%d %v", status, body)
+	}
+}
+
+func TestReadyz(t *testing.T) {
+	ok := func(context.Context) error { return nil }
+	down := func(context.Context) error { return errors.New("dial tcp 10.0.0.9:6379: refused") }
+	hang := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+	for _, tc := range []struct {
+		name   string
+		checks map[string]Check
+		status int
+		data   map[string]any
+		msg    string
+	}{
+		{"all up", map[string]Check{"postgres": ok, "redis": ok, "rabbitmq": ok}, 200,
+			map[string]any{"postgres": "ok", "redis": "ok", "rabbitmq": "ok"}, ""},
+		{"one down, one hanging", map[string]Check{"postgres": ok, "redis": down, "rabbitmq": hang}, 503,
+			map[string]any{"postgres": "ok", "redis": "unavailable", "rabbitmq": "timeout"}, "not ready: rabbitmq timeout, redis unavailable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(c *Config, d *Deps) {
+				d.Checks = tc.checks
+				c.ReadyTimeout = 100 * time.Millisecond
+			})
+			start := time.Now()
+			status, body := e.get(t, "/readyz")
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("took %v: checks not bounded or not concurrent", took)
+			}
+			if status != tc.status {
+				t.Errorf("status %d, want %d: %v", status, tc.status, body)
+			}
+			data, _ := body["data"].(map[string]any)
+			for k, v := range tc.data {
+				if data[k] != v {
+					t.Errorf("data %v, want %v", data, tc.data)
+				}
+			}
+			if tc.msg != "" && body["error"] != tc.msg {
+				t.Errorf("error %q, want %q", body["error"], tc.msg)
+			}
+			if strings.Contains(e.logs.String(), "10.0.0.9") != (tc.status == 503) {
+				t.Errorf("failure cause should be logged (and only then)")
+			}
+		})
+	}
+}
+
+func TestMetricsAndRequestLog(t *testing.T) {
+	e := newEnv(t)
+	e.db.insert(testUser(1, "A", "A"))
+	e.get(t, "/users/1")
+	e.get(t, "/users/2")
+	e.get(t, "/nope")
+	c := openSSE(t, e.srv.URL+"/users/sse", "")
+	c.users(t, 1)
+
+	resp, err := http.Get(e.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`viswals_http_request_duration_seconds_count{method="GET",route="GET /users/{id}",status="200"} 1`,
+		`viswals_http_request_duration_seconds_count{method="GET",route="GET /users/{id}",status="404"} 1`,
+		`viswals_http_request_duration_seconds_count{method="GET",route="unmatched",status="404"} 1`,
+		`viswals_sse_subscribers 1`,
+		`viswals_http_user_cache_total{result="miss"} 2`,
+	} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	logs := e.logs.String()
+	for _, want := range []string{`"msg":"http request","method":"GET","route":"GET /users/{id}","status":200,"duration":`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %s:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, "@example.com") {
+		t.Errorf("an email reached the log")
+	}
+}
+
+func TestPage(t *testing.T) {
+	e := newEnv(t)
+	resp, err := http.Get(e.srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("%d %v", resp.StatusCode, resp.Header)
+	}
+	csp := resp.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "script-src 'sha256-") || strings.Contains(csp, "unsafe") {
+		t.Errorf("CSP %q", csp)
+	}
+	page := string(body)
+	for _, want := range []string{"new EventSource(", "/users/sse", "textContent", `id="first_name"`, `id="last_name"`, `id="count"`, `id="state"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "innerHTML") || strings.Contains(page, "http://") || strings.Contains(page, "https://") {
+		t.Errorf("page uses innerHTML or loads something from elsewhere")
+	}
+}
+
+// The router and the OpenAPI document describe the same set of routes.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	var doc struct {
+		OpenAPI string                               `yaml:"openapi"`
+		Paths   map[string]map[string]map[string]any `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(openapiYAML, &doc); err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Errorf("openapi version %q", doc.OpenAPI)
+	}
+	var documented []string
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			documented = append(documented, strings.ToUpper(method)+" "+path)
+			if _, ok := op["responses"]; !ok {
+				t.Errorf("%s %s has no responses", method, path)
+			}
+		}
+	}
+	e := newEnv(t)
+	var served []string
+	for _, rt := range e.api.routes() {
+		served = append(served, strings.Replace(rt.pattern, "{$}", "", 1))
+	}
+	slices.Sort(documented)
+	slices.Sort(served)
+	if !slices.Equal(documented, served) {
+		t.Errorf("documented %v\nserved     %v", documented, served)
+	}
+
+	resp, err := http.Get(e.srv.URL + "/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != string(openapiYAML) {
+		t.Errorf("GET /openapi.yaml: %d", resp.StatusCode)
+	}
+}
+
+func TestNewServerHardening(t *testing.T) {
+	s := NewServer(":0", http.NotFoundHandler())
+	if s.ReadHeaderTimeout <= 0 || s.ReadTimeout <= 0 || s.WriteTimeout <= 0 || s.IdleTimeout <= 0 || s.MaxHeaderBytes <= 0 || s.MaxHeaderBytes > 64<<10 {
+		t.Errorf("server %+v", s)
+	}
+}
+
+func TestNewValidatesConfig(t *testing.T) {
+	e := newEnv(t)
+	for _, tc := range []struct {
+		cfg  Config
+		deps Deps
+	}{
+		{Config{CursorKey: []byte("short"), Registry: e.reg}, Deps{Store: e.db, Keys: fakeKeys{}, Feed: e.db}},
+		{Config{CursorKey: testKey}, Deps{Store: e.db, Keys: fakeKeys{}, Feed: e.db}},
+		{Config{CursorKey: testKey, Registry: e.reg}, Deps{Keys: fakeKeys{}, Feed: e.db}},
+	} {
+		if _, err := New(tc.cfg, tc.deps); err == nil {
+			t.Errorf("New(%+v) accepted", tc.cfg)
+		}
+	}
+	// A second API on the same registry is refused, not a panic.
+	if _, err := New(Config{CursorKey: testKey, Registry: e.reg}, Deps{Store: e.db, Keys: fakeKeys{}, Feed: e.db}); err == nil {
+		t.Errorf("metrics registered twice")
+	}
+}
