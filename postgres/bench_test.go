@@ -121,7 +121,7 @@ func runInterleaved(b *testing.B, batches func(i int) []viswals.SealedUser, want
 }
 
 func allWriters(b *testing.B) []*writer {
-	return []*writer{upsertWriter(b, "Unnest"), upsertWriter(b, "CopyTemp"), upsertWriter(b, "CopyFirst"), bareCopyWriter(b)}
+	return []*writer{upsertWriter(b, "Unnest"), upsertWriter(b, "CopyTemp"), upsertWriter(b, "CopyFirst"), upsertWriter(b, "ProbeCopy"), bareCopyWriter(b)}
 }
 
 // BenchmarkUpsert_Fresh: batches of new ids, the first load of a file.

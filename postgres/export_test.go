@@ -10,6 +10,7 @@ var Strategies = map[string]strategy{
 	"Unnest":    strategyUnnest,
 	"CopyTemp":  strategyCopyTemp,
 	"CopyFirst": strategyCopyFirst,
+	"ProbeCopy": strategyProbeCopy,
 }
 
 func (s *Store) SetStrategy(st strategy) { s.strategy = st }

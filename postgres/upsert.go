@@ -42,6 +42,8 @@ func (s *Store) UpsertBatch(ctx context.Context, users []viswals.SealedUser) ([]
 		changed, err = s.upsertCopyTemp(ctx, batch)
 	case strategyCopyFirst:
 		changed, err = s.upsertCopyFirst(ctx, batch)
+	case strategyProbeCopy:
+		changed, err = s.upsertProbeCopy(ctx, batch)
 	}
 	if err != nil {
 		return nil, classify("upsert batch", err)
@@ -55,6 +57,7 @@ const (
 	strategyUnnest strategy = iota
 	strategyCopyTemp
 	strategyCopyFirst
+	strategyProbeCopy
 )
 
 // latestByID returns a copy of users with one user per id, the one with the
@@ -181,6 +184,24 @@ func (s *Store) upsertCopyFirst(ctx context.Context, batch []viswals.SealedUser)
 		return nil, err
 	}
 	return batch, nil
+}
+
+// upsertProbeCopy asks first whether any id of the batch exists: if none
+// does, COPY; otherwise (or if a concurrent writer inserted one since) the
+// upsert.
+func (s *Store) upsertProbeCopy(ctx context.Context, batch []viswals.SealedUser) ([]viswals.SealedUser, error) {
+	ids := make([]int64, len(batch))
+	for i := range batch {
+		ids[i] = batch[i].ID
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM users WHERE id = ANY($1::bigint[]))", ids).Scan(&exists); err != nil {
+		return nil, err
+	}
+	if exists {
+		return s.upsertUnnest(ctx, batch)
+	}
+	return s.upsertCopyFirst(ctx, batch)
 }
 
 func notifyIf(ctx context.Context, tx pgx.Tx, changed bool) error {
