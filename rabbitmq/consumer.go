@@ -149,6 +149,10 @@ func (c *Consumer) Run(ctx context.Context, handle Handler) error {
 			_ = sleep(ctx, wait)
 			continue
 		}
+		if ctx.Err() != nil { // cancelled while connecting
+			s.conn.Close()
+			return nil
+		}
 		attempt = 0
 		started := time.Now()
 		err = c.serve(ctx, s, handle)

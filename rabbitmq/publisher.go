@@ -271,7 +271,7 @@ func (l *publishLoop) run(ctx context.Context) {
 				_ = sleep(ctx, nackPause)
 			}
 		case err := <-l.closed:
-			l.lose(err)
+			l.lose(closeErr(err))
 		case f := <-l.p.flush:
 			f.upTo = l.seq
 			l.waiters = append(l.waiters, f)

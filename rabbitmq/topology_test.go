@@ -13,7 +13,7 @@ import (
 	"github.com/viswals/viswals/rabbitmq/rmqtest"
 )
 
-func channel(t *testing.T, url string) *amqp.Channel {
+func channel(t testing.TB, url string) *amqp.Channel {
 	t.Helper()
 	conn, err := amqp.Dial(url)
 	require.NoError(t, err)
