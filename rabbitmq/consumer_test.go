@@ -341,3 +341,44 @@ func TestCompetingConsumersOneDies(t *testing.T) {
 	require.NoError(t, stopB())
 	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout)
 }
+
+// The poison the fault suite publishes straight to the queue (garbage, bad
+// JSON, an unknown content type) ends in the dead-letter queue with a
+// reason that says what failed, when the handler dead-letters what Decode
+// rejects; a good batch next to them lands.
+func TestPoisonMessagesAreDeadLettered(t *testing.T) {
+	t.Parallel()
+	url, queue := rmqtest.NewQueue(t)
+	declare(t, url, queue)
+	good, err := rabbitmq.Encode(rabbitmq.ContentTypeGob, records(1, 3))
+	require.NoError(t, err)
+	rmqtest.Publish(t, url, queue,
+		amqp.Publishing{Body: []byte("\x00\x01garbage"), ContentType: rabbitmq.ContentTypeGob, MessageId: "garbage"},
+		amqp.Publishing{Body: []byte(`[{"id":1,`), ContentType: rabbitmq.ContentTypeJSON, MessageId: "bad-json"},
+		amqp.Publishing{Body: []byte(`id,email`), ContentType: "text/csv", MessageId: "unknown-type"},
+		amqp.Publishing{Body: []byte(`[]`), MessageId: "no-type"},
+		amqp.Publishing{Body: good, ContentType: rabbitmq.ContentTypeGob, MessageId: "good"},
+	)
+	got := newIDSet()
+	c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{})
+	stop := runConsumer(t, c, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
+		if _, err := rabbitmq.Decode(d.ContentType, d.Body); err != nil {
+			return rabbitmq.DeadLetter{Reason: err.Error()}
+		}
+		return got.handler(t)(ctx, d)
+	})
+	rmqtest.WaitMessages(t, url, rabbitmq.DLQName(queue), 4, waitTimeout)
+	waitFor(t, "good batch handled", func() bool { return got.distinct() == 3 })
+	require.NoError(t, stop())
+	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout)
+
+	reasons := map[string]string{}
+	require.NoError(t, rabbitmq.ListDeadLetters(context.Background(), url, queue, 0, func(m rabbitmq.DLQMessage) error {
+		reasons[m.MessageID] = m.Reason
+		return nil
+	}))
+	assert.Contains(t, reasons["garbage"], "malformed gob body")
+	assert.Contains(t, reasons["bad-json"], "malformed JSON body")
+	assert.Contains(t, reasons["unknown-type"], `unknown content type "text/csv"`)
+	assert.Contains(t, reasons["no-type"], `unknown content type ""`)
+}
