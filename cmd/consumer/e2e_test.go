@@ -151,7 +151,9 @@ func (e *testEnv) startConsumer(t *testing.T) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var logs bytes.Buffer
-	go func() { done <- run(ctx, nil, func(k string) string { return vars[k] }, io.Discard, &syncWriter{w: &logs}) }()
+	go func() {
+		done <- run(ctx, nil, func(k string) string { return vars[k] }, io.Discard, &syncWriter{w: &logs})
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -1,16 +1,17 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"log/slog"
-	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/viswals/viswals/config"
 	"github.com/viswals/viswals/emailcrypt"
+	"github.com/viswals/viswals/httpapi"
+	"github.com/viswals/viswals/httpapi/pgfeed"
 	"github.com/viswals/viswals/postgres"
 	"github.com/viswals/viswals/rabbitmq"
 	"github.com/viswals/viswals/rediscache"
@@ -20,18 +21,35 @@ import (
 type deps struct {
 	store    *postgres.Store
 	cache    *rediscache.Cache
-	redis    *redis.Client
 	keyring  *emailcrypt.Keyring
 	consumer *rabbitmq.Consumer
 	key      []byte
 }
 
-func newHTTPServer(cfg config.Consumer, logger *slog.Logger, reg *prometheus.Registry, d deps) *http.Server {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"status":"success","data":"ok"}`))
+func newAPI(cfg config.Consumer, logger *slog.Logger, reg *prometheus.Registry, d deps) (*httpapi.API, error) {
+	cursorKey, err := httpapi.DeriveCursorKey(d.key)
+	if err != nil {
+		return nil, fmt.Errorf("cursor key: %w", err)
+	}
+	return httpapi.New(httpapi.Config{
+		CursorKey: cursorKey,
+		Registry:  reg,
+		Logger:    logger,
+		SSE:       httpapi.SSEOptions{Heartbeat: cfg.Heartbeat},
+	}, httpapi.Deps{
+		Store: d.store,
+		Cache: d.cache,
+		Keys:  d.keyring,
+		Feed:  pgfeed.New(d.store),
+		Checks: map[string]httpapi.Check{
+			"postgres": d.store.Ping,
+			"redis":    d.cache.Ping,
+			"rabbitmq": func(context.Context) error {
+				if !d.consumer.Connected() {
+					return errors.New("not connected")
+				}
+				return nil
+			},
+		},
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	return &http.Server{Addr: cfg.Addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/viswals/viswals/config"
 	"github.com/viswals/viswals/emailcrypt"
+	"github.com/viswals/viswals/httpapi"
 	"github.com/viswals/viswals/ingest"
 	"github.com/viswals/viswals/postgres"
 	"github.com/viswals/viswals/rabbitmq"
@@ -95,13 +96,25 @@ func serve(ctx context.Context, cfg config.Consumer, logger *slog.Logger, ready 
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	srv := newHTTPServer(cfg, logger, reg, deps{store: store, cache: cache, redis: redisClient, keyring: keyring, consumer: consumer, key: key})
+	api, err := newAPI(cfg, logger, reg, deps{store: store, cache: cache, keyring: keyring, consumer: consumer, key: key})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv := httpapi.NewServer(cfg.Addr, api)
+	// Long-lived SSE streams would hold Shutdown until its deadline: end
+	// them as soon as shutdown begins.
+	streams, endStreams := context.WithCancel(context.WithoutCancel(ctx))
+	defer endStreams()
+	srv.BaseContext = func(net.Listener) context.Context { return streams }
+	srv.RegisterOnShutdown(endStreams)
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
 	logger.Info("consumer started", "addr", ln.Addr().String(), "queue", cfg.Queue, "workers", cfg.Workers, "prefetch", cfg.Prefetch)
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return api.Run(gctx) })
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
