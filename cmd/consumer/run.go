@@ -114,6 +114,13 @@ func serve(ctx context.Context, cfg config.Consumer, logger *slog.Logger, ready 
 	logger.Info("consumer started", "addr", ln.Addr().String(), "queue", cfg.Queue, "workers", cfg.Workers, "prefetch", cfg.Prefetch)
 
 	g, gctx := errgroup.WithContext(ctx)
+	if cfg.PprofAddr != "" {
+		stopPprof, err := servePprof(cfg.PprofAddr, logger)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 	g.Go(func() error { return api.Run(gctx) })
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -122,13 +129,18 @@ func serve(ctx context.Context, cfg config.Consumer, logger *slog.Logger, ready 
 		return nil
 	})
 	g.Go(func() error {
-		// Run drains in-flight messages before it returns.
-		err := consumer.Run(gctx, ingester.Handler(consumer))
+		// The API stops while the consumer drains, so that both fit in
+		// the time an orchestrator gives between SIGTERM and SIGKILL.
+		<-gctx.Done()
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		srv.Shutdown(shutdownCtx)
-		return err
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			logger.Warn("http shutdown cut short", "err", err)
+		}
+		return nil
 	})
+	// Run drains in-flight messages before it returns.
+	g.Go(func() error { return consumer.Run(gctx, ingester.Handler(consumer)) })
 	err = g.Wait()
 	logger.Info("consumer stopped", "err", err)
 	return err
