@@ -25,6 +25,7 @@ type Consumer struct {
 	PGMaxConns    int
 	DrainTimeout  time.Duration
 	Heartbeat     time.Duration
+	PprofAddr     string // "": no profiling endpoint
 }
 
 // ParseConsumer reads the consumer's flags and environment. args are the
@@ -53,6 +54,7 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 	s.Int(&c.PGMaxConns, "pg-max-conns", "POSTGRES_MAX_CONNS", 16, "Postgres connection pool size")
 	s.Duration(&c.DrainTimeout, "drain-timeout", "CONSUMER_DRAIN_TIMEOUT", 10*time.Second, "on SIGTERM, time allowed to finish in-flight messages")
 	s.Duration(&c.Heartbeat, "sse-heartbeat", "SSE_HEARTBEAT", 15*time.Second, "interval of SSE comment heartbeats")
+	s.String(&c.PprofAddr, "pprof-addr", "PPROF_ADDR", "", "serve /debug/pprof on this address, e.g. 127.0.0.1:6060 (empty: off)")
 	if err := s.parse(args); err != nil {
 		return c, nil, usageError(err)
 	}
