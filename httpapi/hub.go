@@ -188,14 +188,31 @@ func (h *hub) run(ctx context.Context) {
 	pause := time.NewTimer(0)
 	defer pause.Stop()
 	<-pause.C
+	// target is the xmax of a snapshot taken after a notification: the
+	// notifying commit is below it. A notified commit can sit above the
+	// horizon (behind an older transaction still running, perhaps in
+	// another database of the cluster, which sends no notification when
+	// it ends), so until the position reaches target the hub reads again
+	// every MinInterval instead of waiting for the next wake-up.
+	var target uint64
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-h.wake:
-		case <-poll.C:
+		notified := false
+		if h.behind(target) {
+			select {
+			case <-h.wake:
+				notified = true
+			default:
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return
+			case <-h.wake:
+				notified = true
+			case <-poll.C:
+			}
 		}
-		h.step(ctx)
+		target = h.step(ctx, notified, target)
 		// Wait before the next read, so that a burst of commits costs one
 		// read per interval however many notifications it sends.
 		pause.Reset(h.opts.MinInterval)
@@ -205,6 +222,13 @@ func (h *hub) run(ctx context.Context) {
 		case <-pause.C:
 		}
 	}
+}
+
+// behind reports whether the ring has not yet reached target.
+func (h *hub) behind(target uint64) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.ready && h.subs > 0 && h.pos.Xid < target
 }
 
 // listen keeps a LISTEN connection open, reconnecting with backoff.
@@ -234,8 +258,9 @@ func (h *hub) listen(ctx context.Context) {
 	}
 }
 
-// step brings the ring up to date with the changefeed.
-func (h *hub) step(ctx context.Context) {
+// step brings the ring up to date with the changefeed and returns the
+// new target (see run).
+func (h *hub) step(ctx context.Context, notified bool, target uint64) uint64 {
 	h.mu.RLock()
 	subs, ready, pos := h.subs, h.ready, h.pos
 	h.mu.RUnlock()
@@ -250,19 +275,22 @@ func (h *hub) step(ctx context.Context) {
 			}
 			h.mu.Unlock()
 		}
-		return
+		return 0
 	}
-	if !ready {
+	if notified || !ready {
 		snap, err := h.feed.CurrentSnapshot(ctx)
 		if err != nil {
 			h.failed(ctx, err)
-			return
+			return target
 		}
-		h.mu.Lock()
-		h.from, h.pos, h.ready = Pos{Xid: snap.Xmin}, Pos{Xid: snap.Xmin}, true
-		h.broadcastLocked()
-		pos = h.pos
-		h.mu.Unlock()
+		target = max(target, snap.Xmax)
+		if !ready {
+			h.mu.Lock()
+			h.from, h.pos, h.ready = Pos{Xid: snap.Xmin}, Pos{Xid: snap.Xmin}, true
+			h.broadcastLocked()
+			pos = h.pos
+			h.mu.Unlock()
+		}
 	}
 	batch := make([]*change, 0, h.opts.Batch)
 	for ctx.Err() == nil {
@@ -274,7 +302,7 @@ func (h *hub) step(ctx context.Context) {
 		})
 		if err != nil {
 			h.failed(ctx, err)
-			return
+			return target
 		}
 		h.metrics.hubChanges.Add(float64(len(batch)))
 		full := len(batch) == h.opts.Batch
@@ -293,9 +321,10 @@ func (h *hub) step(ctx context.Context) {
 		pos = h.pos
 		h.mu.Unlock()
 		if !full {
-			return
+			break
 		}
 	}
+	return target
 }
 
 // appendLocked adds c, evicting the oldest entry when the ring is full.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/viswals/viswals/httpapi/internal/ssetest"
 )
 
 func TestUnknownRouteAndMethod(t *testing.T) {
@@ -107,8 +109,8 @@ func TestMetricsAndRequestLog(t *testing.T) {
 	e.get(t, "/users/1")
 	e.get(t, "/users/2")
 	e.get(t, "/nope")
-	c := openSSE(t, e.srv.URL+"/users/sse", "")
-	c.users(t, 1)
+	c := ssetest.Open(t, e.srv.URL+"/users/sse", "")
+	c.Users(t, 1)
 
 	resp, err := http.Get(e.srv.URL + "/metrics")
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/viswals/viswals/httpapi/internal/ssetest"
+
 	"github.com/viswals/viswals"
 )
 
@@ -20,22 +22,22 @@ func TestSSESnapshotThenLive(t *testing.T) {
 	e.db.insert(testUser(3, "C", "C"), testUser(1, "A", "A"))
 	e.db.insert(testUser(2, "B", "B"))
 
-	c := openSSE(t, e.srv.URL+"/users/sse", "")
-	if h := c.resp.Header; h.Get("Content-Type") != "text/event-stream" || h.Get("Cache-Control") != "no-cache" || h.Get("X-Accel-Buffering") != "no" {
+	c := ssetest.Open(t, e.srv.URL+"/users/sse", "")
+	if h := c.Resp.Header; h.Get("Content-Type") != "text/event-stream" || h.Get("Cache-Control") != "no-cache" || h.Get("X-Accel-Buffering") != "no" {
 		t.Errorf("headers %v", h)
 	}
-	if ev, _ := c.next(t); ev.Retry != "2000" {
+	if ev, _ := c.Next(t); ev.Retry != "2000" {
 		t.Errorf("first message %+v, want the retry hint", ev)
 	}
-	if ids, _ := c.users(t, 3); !slices.Equal(ids, []int64{1, 2, 3}) {
+	if ids, _ := c.Users(t, 3); !slices.Equal(ids, []int64{1, 2, 3}) {
 		t.Fatalf("snapshot %v, want ids in order", ids)
 	}
 	// Live: a new user and an update of an old one.
 	e.db.insert(testUser(10, "J", "J"))
 	u := testUser(1, "A2", "A")
 	e.db.insert(u)
-	u1, _ := c.nextUser(t)
-	u2, _ := c.nextUser(t)
+	u1, _ := c.NextUser(t)
+	u2, _ := c.NextUser(t)
 	if u1.ID != 10 || u2.ID != 1 || u2.FirstName != "A2" || u2.Email != "user1@example.com" {
 		t.Fatalf("live events %+v %+v", u1, u2)
 	}
@@ -46,20 +48,20 @@ func TestSSELimitEndsStream(t *testing.T) {
 	for i := range 5 {
 		e.db.insert(testUser(int64(i+1), "A", "A"))
 	}
-	c := openSSE(t, e.srv.URL+"/users/sse?limit=3", "")
-	if ids, _ := c.users(t, 3); !slices.Equal(ids, []int64{1, 2, 3}) {
+	c := ssetest.Open(t, e.srv.URL+"/users/sse?limit=3", "")
+	if ids, _ := c.Users(t, 3); !slices.Equal(ids, []int64{1, 2, 3}) {
 		t.Fatalf("ids %v", ids)
 	}
-	c.ended(t)
+	c.Ended(t)
 
 	// A limit that spans the snapshot and live phases.
-	c = openSSE(t, e.srv.URL+"/users/sse?limit=7", "")
-	c.users(t, 5)
+	c = ssetest.Open(t, e.srv.URL+"/users/sse?limit=7", "")
+	c.Users(t, 5)
 	e.db.insert(testUser(6, "A", "A"), testUser(7, "A", "A"), testUser(8, "A", "A"))
-	if ids, _ := c.users(t, 2); !slices.Equal(ids, []int64{6, 7}) {
+	if ids, _ := c.Users(t, 2); !slices.Equal(ids, []int64{6, 7}) {
 		t.Fatalf("live ids %v", ids)
 	}
-	c.ended(t)
+	c.Ended(t)
 }
 
 func TestSSEResumeNoGapNoRepeat(t *testing.T) {
@@ -69,35 +71,35 @@ func TestSSEResumeNoGapNoRepeat(t *testing.T) {
 			for i := range 10 {
 				e.db.insert(testUser(int64(i+1), "A", "A"))
 			}
-			open := func(last string) *sseClient {
+			open := func(last string) *ssetest.Client {
 				if last == "" || via == "header" {
-					return openSSE(t, e.srv.URL+"/users/sse?first_name=a", last)
+					return ssetest.Open(t, e.srv.URL+"/users/sse?first_name=a", last)
 				}
-				return openSSE(t, e.srv.URL+"/users/sse?first_name=a&last_event_id="+url.QueryEscape(last), "")
+				return ssetest.Open(t, e.srv.URL+"/users/sse?first_name=a&last_event_id="+url.QueryEscape(last), "")
 			}
 			var got []int64
 			// Disconnect mid-snapshot...
 			c := open("")
-			ids, last := c.users(t, 4)
+			ids, last := c.Users(t, 4)
 			got = append(got, ids...)
-			c.close()
+			c.Close()
 			// ...resume, finish the snapshot, get some live changes...
 			c = open(last)
-			ids, last = c.users(t, 6)
+			ids, last = c.Users(t, 6)
 			got = append(got, ids...)
 			e.db.insert(testUser(11, "A", "A"))
 			e.db.insert(testUser(12, "A", "A"))
-			ids, last = c.users(t, 2)
+			ids, last = c.Users(t, 2)
 			got = append(got, ids...)
-			c.close()
+			c.Close()
 			// ...changes while disconnected...
 			e.db.insert(testUser(13, "A", "A"))
 			e.db.insert(testUser(14, "B", "B")) // filtered out
 			e.db.insert(testUser(2, "Also", "A"))
 			c = open(last)
-			ids, _ = c.users(t, 2)
+			ids, _ = c.Users(t, 2)
 			got = append(got, ids...)
-			c.quiet(t, 50*time.Millisecond)
+			c.Quiet(t, 50*time.Millisecond)
 			want := []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 2}
 			if !slices.Equal(got, want) {
 				t.Fatalf("events %v, want %v", got, want)
@@ -109,16 +111,16 @@ func TestSSEResumeNoGapNoRepeat(t *testing.T) {
 func TestSSEFilteredLive(t *testing.T) {
 	e := newEnv(t)
 	e.db.insert(testUser(1, "Ann", "Lee"), testUser(2, "Bob", "Lee"))
-	c := openSSE(t, e.srv.URL+"/users/sse?first_name=AN&last_name=l", "")
-	if ids, _ := c.users(t, 1); ids[0] != 1 {
+	c := ssetest.Open(t, e.srv.URL+"/users/sse?first_name=AN&last_name=l", "")
+	if ids, _ := c.Users(t, 1); ids[0] != 1 {
 		t.Fatalf("snapshot %v", ids)
 	}
 	e.db.insert(testUser(3, "Bob", "Lewis"), testUser(4, "anna", "Lewis"), testUser(5, "Anne", "Smith"))
 	e.db.insert(testUser(6, "Éanna", "L"), testUser(7, "ANDY", "LAW"))
-	if ids, _ := c.users(t, 2); !slices.Equal(ids, []int64{4, 7}) {
+	if ids, _ := c.Users(t, 2); !slices.Equal(ids, []int64{4, 7}) {
 		t.Fatalf("live %v, want [4 7]", ids)
 	}
-	c.quiet(t, 50*time.Millisecond)
+	c.Quiet(t, 50*time.Millisecond)
 }
 
 // A transaction that started before another but commits after it must
@@ -129,8 +131,8 @@ func TestSSEOutOfOrderCommit(t *testing.T) {
 	// In flight when the stream opens: not in the snapshot, so it must
 	// come live.
 	inflight := e.db.begin().put(testUser(1, "A", "A"))
-	c := openSSE(t, e.srv.URL+"/users/sse", "")
-	c.quiet(t, 30*time.Millisecond)
+	c := ssetest.Open(t, e.srv.URL+"/users/sse", "")
+	c.Quiet(t, 30*time.Millisecond)
 
 	slow := e.db.begin().put(testUser(2, "A", "A"))
 	fast := e.db.begin().put(testUser(3, "A", "A"))
@@ -138,12 +140,12 @@ func TestSSEOutOfOrderCommit(t *testing.T) {
 	e.db.insert(testUser(4, "A", "A"))
 	slow.commit()
 	inflight.commit()
-	ids, _ := c.users(t, 4)
+	ids, _ := c.Users(t, 4)
 	slices.Sort(ids)
 	if !slices.Equal(ids, []int64{1, 2, 3, 4}) {
 		t.Fatalf("live %v, want all four", ids)
 	}
-	c.quiet(t, 50*time.Millisecond)
+	c.Quiet(t, 50*time.Millisecond)
 }
 
 // Resuming from a cursor older than the hub's ring reads Postgres until it
@@ -154,34 +156,34 @@ func TestSSECatchUpBehindRing(t *testing.T) {
 		c.SSE.PageSize = 3
 	})
 	e.db.insert(testUser(1, "A", "A"))
-	c := openSSE(t, e.srv.URL+"/users/sse", "")
-	_, last := c.users(t, 1)
+	c := ssetest.Open(t, e.srv.URL+"/users/sse", "")
+	_, last := c.Users(t, 1)
 	// Keep the hub reading while we are away: another stream stays open.
-	other := openSSE(t, e.srv.URL+"/users/sse", "")
-	other.users(t, 1)
-	c.close()
+	other := ssetest.Open(t, e.srv.URL+"/users/sse", "")
+	other.Users(t, 1)
+	c.Close()
 	for i := range 20 {
 		e.db.insert(testUser(int64(100+i), "A", "A"))
 	}
-	other.users(t, 20) // the hub has seen them all; the ring holds the last 4
-	c = openSSE(t, e.srv.URL+"/users/sse", last)
-	ids, _ := c.users(t, 20)
+	other.Users(t, 20) // the hub has seen them all; the ring holds the last 4
+	c = ssetest.Open(t, e.srv.URL+"/users/sse", last)
+	ids, _ := c.Users(t, 20)
 	for i, id := range ids {
 		if id != int64(100+i) {
 			t.Fatalf("resumed ids %v", ids)
 		}
 	}
 	e.db.insert(testUser(200, "A", "A"))
-	if ids, _ := c.users(t, 1); ids[0] != 200 {
+	if ids, _ := c.Users(t, 1); ids[0] != 200 {
 		t.Fatalf("after catching up: %v", ids)
 	}
 }
 
 func TestSSEHeartbeat(t *testing.T) {
 	e := newEnv(t, func(c *Config, d *Deps) { c.SSE.Heartbeat = 20 * time.Millisecond })
-	c := openSSE(t, e.srv.URL+"/users/sse", "")
+	c := ssetest.Open(t, e.srv.URL+"/users/sse", "")
 	for pings := 0; pings < 3; {
-		ev, ok := c.next(t)
+		ev, ok := c.Next(t)
 		if !ok {
 			t.Fatal("stream ended")
 		}
@@ -232,18 +234,18 @@ func TestSSESurvivesServerTimeouts(t *testing.T) {
 	ts.Config.ReadTimeout, ts.Config.WriteTimeout = 100*time.Millisecond, 100*time.Millisecond
 	ts.Start()
 	defer ts.Close()
-	c := openSSE(t, ts.URL+"/users/sse", "")
-	defer c.close()
+	c := ssetest.Open(t, ts.URL+"/users/sse", "")
+	defer c.Close()
 	start := time.Now()
 	for time.Since(start) < 400*time.Millisecond {
-		if ev, ok := c.next(t); !ok {
-			t.Fatalf("stream cut after %v (err %v)", time.Since(start), c.err)
+		if ev, ok := c.Next(t); !ok {
+			t.Fatalf("stream cut after %v (err %v)", time.Since(start), c.Err())
 		} else if ev.Event != "" {
 			t.Fatalf("unexpected %+v", ev)
 		}
 	}
 	e.db.insert(testUser(1, "A", "A"))
-	if ids, _ := c.users(t, 1); ids[0] != 1 {
+	if ids, _ := c.Users(t, 1); ids[0] != 1 {
 		t.Fatal(ids)
 	}
 }
@@ -254,9 +256,9 @@ func TestSSEManySubscribersShareTheHub(t *testing.T) {
 	e := newEnv(t)
 	const n = 300
 	t0 := time.Now()
-	clients := make([]*sseClient, n)
+	clients := make([]*ssetest.Client, n)
 	for i := range clients {
-		clients[i] = openSSE(t, e.srv.URL+"/users/sse", "")
+		clients[i] = ssetest.Open(t, e.srv.URL+"/users/sse", "")
 	}
 	t.Logf("opened %d streams in %v", n, time.Since(t0))
 	t0 = time.Now()
@@ -268,7 +270,7 @@ func TestSSEManySubscribersShareTheHub(t *testing.T) {
 		var wg sync.WaitGroup
 		for _, c := range clients {
 			wg.Go(func() {
-				if ids, _ := c.users(t, 1); ids[0] != int64(round+1) {
+				if ids, _ := c.Users(t, 1); ids[0] != int64(round+1) {
 					t.Errorf("round %d: got %v", round, ids)
 				}
 			})
@@ -288,20 +290,20 @@ func TestSSENoLeaks(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	e := newEnv(t, func(c *Config, d *Deps) { c.SSE.Heartbeat = 10 * time.Millisecond })
 	e.db.insert(testUser(1, "A", "A"))
-	var clients []*sseClient
+	var clients []*ssetest.Client
 	for i := range 20 {
 		q := ""
 		if i%2 == 0 {
 			q = "?first_name=a"
 		}
-		c := openSSE(t, e.srv.URL+"/users/sse"+q, "")
-		c.users(t, 1)
+		c := ssetest.Open(t, e.srv.URL+"/users/sse"+q, "")
+		c.Users(t, 1)
 		clients = append(clients, c)
 	}
 	e.db.insert(testUser(2, "A", "A"))
 	for _, c := range clients {
-		c.users(t, 1)
-		c.close()
+		c.Users(t, 1)
+		c.Close()
 	}
 	// The hub stops reading once every stream is gone.
 	waitFor(t, func() bool { e.api.hub.mu.RLock(); defer e.api.hub.mu.RUnlock(); return e.api.hub.subs == 0 })
@@ -325,8 +327,8 @@ func waitFor(t testing.TB, cond func() bool) {
 func TestSSECursorShape(t *testing.T) {
 	e := newEnv(t)
 	e.db.insert(testUser(1, "A", "A"))
-	c := openSSE(t, e.srv.URL+"/users/sse", "")
-	_, id := c.nextUser(t)
+	c := ssetest.Open(t, e.srv.URL+"/users/sse", "")
+	_, id := c.NextUser(t)
 	if strings.ContainsAny(id, "\n\r:") || len(id) > 200 {
 		t.Errorf("event id %q", id)
 	}
@@ -336,7 +338,7 @@ func TestSSECursorShape(t *testing.T) {
 		t.Fatalf("cursor %+v %v", cur, err)
 	}
 	e.db.insert(testUser(2, "A", "A"))
-	_, id = c.nextUser(t)
+	_, id = c.NextUser(t)
 	cur, err = codec.decodeCursor(id, kindLive)
 	if err != nil || cur.pos.ID != 2 || cur.hasSnap {
 		t.Fatalf("live cursor %+v %v (the snapshot should be dropped once passed)", cur, err)
