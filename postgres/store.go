@@ -29,6 +29,21 @@ type PoolConfig struct {
 	// ConnectTimeout bounds establishing one connection (default 5s), so a
 	// dead server is reported as unavailable quickly instead of hanging.
 	ConnectTimeout time.Duration
+	// Upsert names how UpsertBatch writes (UpsertStrategies; default
+	// "unnest"). All give the same result; they differ in speed.
+	Upsert string
+}
+
+// UpsertStrategies are the names PoolConfig.Upsert accepts: "unnest" (one
+// INSERT ... ON CONFLICT over arrays), "copy-temp" (COPY into a temporary
+// table, then the upsert from it), "copy-first" (COPY straight into users,
+// the upsert if an id exists) and "probe-copy" (look whether any id
+// exists: COPY if none, the upsert otherwise).
+var UpsertStrategies = map[string]strategy{
+	"unnest":     strategyUnnest,
+	"copy-temp":  strategyCopyTemp,
+	"copy-first": strategyCopyFirst,
+	"probe-copy": strategyProbeCopy,
 }
 
 const (
@@ -67,11 +82,19 @@ func Open(ctx context.Context, connURL string, cfg PoolConfig) (*Store, error) {
 	// is, and a generic plan cannot know that (see PLANS.md).
 	pcfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 
+	st := strategyUnnest
+	if cfg.Upsert != "" {
+		var ok bool
+		if st, ok = UpsertStrategies[cfg.Upsert]; !ok {
+			return nil, invalidf("open postgres: unknown upsert strategy %q", cfg.Upsert)
+		}
+	}
+
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, classify("open postgres", err)
 	}
-	return &Store{pool: pool, listenConfig: pcfg.ConnConfig.Copy()}, nil
+	return &Store{pool: pool, listenConfig: pcfg.ConnConfig.Copy(), strategy: st}, nil
 }
 
 // Close closes every connection. It waits for connections in use to be

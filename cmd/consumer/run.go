@@ -65,7 +65,7 @@ func serve(ctx context.Context, cfg config.Consumer, logger *slog.Logger, ready 
 			return err
 		}
 	}
-	store, err := postgres.Open(ctx, cfg.PostgresURL, postgres.PoolConfig{MaxConns: int32(cfg.PGMaxConns)})
+	store, err := postgres.Open(ctx, cfg.PostgresURL, postgres.PoolConfig{MaxConns: int32(cfg.PGMaxConns), Upsert: cfg.Upsert})
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
