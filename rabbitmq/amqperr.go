@@ -38,6 +38,17 @@ func permanent(err error) bool {
 	return false
 }
 
+// refusedWhileRestarting reports whether err is a refusal that a broker
+// also gives, for a moment, while it stops or starts (rabbitmqctl
+// stop_app/start_app, a node restart): its listener accepts connections
+// before its users and vhosts are loaded, or after they are gone, and
+// answers ACCESS_REFUSED or NOT_ALLOWED. Once a client has connected with
+// its credentials, such a refusal is retried like an outage.
+func refusedWhileRestarting(err error) bool {
+	var ae *amqp.Error
+	return errors.As(err, &ae) && (ae.Code == amqp.AccessRefused || ae.Code == amqp.NotAllowed)
+}
+
 // codedError carries a viswals code (through As) and the cause (through
 // Unwrap), so callers get both viswals.ErrorCode and errors.Is on amqp errors.
 type codedError struct {

@@ -138,10 +138,11 @@ func (c *Consumer) Run(ctx context.Context, handle Handler) error {
 	defer c.running.Store(false)
 
 	bo := newBackoff(100*time.Millisecond, c.opts.ReconnectBackoff)
+	connected := false // once connected, refusals of a restarting broker are retried
 	for attempt := 1; ctx.Err() == nil; attempt++ {
 		s, err := c.open()
 		if err != nil {
-			if permanent(err) {
+			if permanent(err) && !(connected && refusedWhileRestarting(err)) {
 				return fmt.Errorf("consume queue %q: %w", c.queue, err)
 			}
 			wait := bo.wait()
@@ -153,7 +154,7 @@ func (c *Consumer) Run(ctx context.Context, handle Handler) error {
 			s.conn.Close()
 			return nil
 		}
-		attempt = 0
+		attempt, connected = 0, true
 		started := time.Now()
 		err = c.serve(ctx, s, handle)
 		if err == nil {

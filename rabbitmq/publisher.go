@@ -221,6 +221,9 @@ type publishLoop struct {
 	unsent   []*entry // accepted but not on ch: nacked, or sent on a lost channel
 	seq      uint64
 	waiters  []flushReq
+	// connected is set by the first connection: from then on, refusals
+	// of a restarting broker are retried (see refusedWhileRestarting).
+	connected bool
 }
 
 func (l *publishLoop) run(ctx context.Context) {
@@ -287,9 +290,10 @@ func (l *publishLoop) connect(ctx context.Context) error {
 	for attempt := 1; ; attempt++ {
 		err := l.open()
 		if err == nil {
+			l.connected = true
 			return nil
 		}
-		if permanent(err) {
+		if permanent(err) && !(l.connected && refusedWhileRestarting(err)) {
 			return err
 		}
 		wait := min(bo.wait(), time.Until(deadline))
