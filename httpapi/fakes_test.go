@@ -283,3 +283,11 @@ func testUser(id int64, first, last string) viswals.SealedUser {
 		Email:     fmt.Sprintf("user%d@example.com", id),
 		CreatedAt: time.UnixMilli(1700000000000 + id).UTC()})
 }
+
+// abort ends tx without writing anything and without a notification, like
+// a transaction of another application sharing the server.
+func (tx *memTx) abort() {
+	tx.db.mu.Lock()
+	delete(tx.db.running, tx.xid)
+	tx.db.mu.Unlock()
+}

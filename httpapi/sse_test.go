@@ -344,3 +344,19 @@ func TestSSECursorShape(t *testing.T) {
 		t.Fatalf("live cursor %+v %v (the snapshot should be dropped once passed)", cur, err)
 	}
 }
+
+// A notified commit held back by an older transaction that ends without
+// notifying (another application's, say) is delivered without waiting for
+// the slow poll.
+func TestSSEHeldBackCommitWithoutPoll(t *testing.T) {
+	e := newEnv(t, func(c *Config, d *Deps) { c.Hub.Poll = time.Hour })
+	c := ssetest.Open(t, e.srv.URL+"/users/sse", "")
+	c.Quiet(t, 20*time.Millisecond)
+	other := e.db.begin()
+	e.db.insert(testUser(1, "A", "A"))
+	c.Quiet(t, 50*time.Millisecond)
+	other.abort()
+	if ids, _ := c.Users(t, 1); ids[0] != 1 {
+		t.Fatal(ids)
+	}
+}
