@@ -27,6 +27,12 @@ type Cache interface {
 	Put(ctx context.Context, users []viswals.SealedUser) error
 }
 
+// invalidator is a Cache that can also drop entries (rediscache.Cache
+// can): see Ingester.ingest for when it must.
+type invalidator interface {
+	Delete(ctx context.Context, ids []int64) error
+}
+
 // Sealer encrypts a record's email.
 type Sealer interface {
 	Seal(r viswals.Record) (viswals.SealedUser, error)
@@ -84,6 +90,17 @@ func New(store Store, cache Cache, sealer Sealer, opts Options) *Ingester {
 // While the store is unavailable it retries with backoff until ctx is done,
 // so the caller's message stays unacknowledged and nothing is lost.
 func (in *Ingester) Ingest(ctx context.Context, recs []viswals.Record) ([]Rejected, error) {
+	return in.ingest(ctx, recs, false)
+}
+
+// ingest is Ingest for a message that may have been processed before
+// (redelivered). The cache is written after the commit and the message
+// acked after that, so a consumer that dies in between leaves the users
+// committed but not cached; on the redelivery the upsert changes nothing
+// (same versions), and the cache would keep whatever older version it
+// held. So for a redelivered batch the entries of the users it did not
+// change are dropped: the next read fills them from Postgres.
+func (in *Ingester) ingest(ctx context.Context, recs []viswals.Record, redelivered bool) ([]Rejected, error) {
 	start := time.Now()
 	sealed := make([]viswals.SealedUser, 0, len(recs))
 	var rejected []Rejected
@@ -109,7 +126,36 @@ func (in *Ingester) Ingest(ctx context.Context, recs []viswals.Record) ([]Reject
 	if len(changed) > 0 && in.cache != nil {
 		in.putCache(ctx, changed)
 	}
+	if redelivered && in.cache != nil {
+		in.dropUnchanged(ctx, sealed, changed)
+	}
 	return rejected, nil
+}
+
+// dropUnchanged deletes the cache entries of the users of batch that are
+// not in changed (see ingest). Like putCache it never fails ingestion.
+func (in *Ingester) dropUnchanged(ctx context.Context, batch, changed []viswals.SealedUser) {
+	inv, ok := in.cache.(invalidator)
+	if !ok || !in.cacheBreaker.allow() {
+		return
+	}
+	written := make(map[int64]bool, len(changed))
+	for _, u := range changed {
+		written[u.ID] = true
+	}
+	ids := make([]int64, 0, len(batch)-len(changed))
+	for _, u := range batch {
+		if !written[u.ID] {
+			ids = append(ids, u.ID)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.opts.CacheTimeout)
+	defer cancel()
+	if err := inv.Delete(ctx, ids); err != nil {
+		in.cacheBreaker.fail()
+		in.opts.Logger.Warn("cache invalidation failed; continuing without cache", "users", len(ids), "err", err)
+		in.opts.Metrics.CacheErrors.Inc()
+	}
 }
 
 // putCache writes to Redis after the commit. A failure is logged and the

@@ -34,7 +34,7 @@ func (in *Ingester) Handler(dlq DeadLetterer) rabbitmq.Handler {
 		}
 		assignVersions(recs, time.Now())
 
-		rejected, err := in.Ingest(ctx, recs)
+		rejected, err := in.ingest(ctx, recs, d.Redelivered)
 		if err != nil {
 			// Not the message's fault (the store stayed down until shutdown
 			// or the delivery's connection died): let it be delivered again.

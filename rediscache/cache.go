@@ -158,6 +158,28 @@ func (c *Cache) Get(ctx context.Context, id int64) (viswals.SealedUser, error) {
 	return u, nil
 }
 
+// Delete removes the cached users ids, those that are cached, in one
+// pipelined round trip. It is for when a cached user may be older than
+// the stored one and the newest is not at hand: the next read misses and
+// fills the entry from Postgres.
+func (c *Cache) Delete(ctx context.Context, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	// One DEL per key: keys of one multi-key DEL must share a hash slot
+	// on a Redis Cluster.
+	_, err := c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range ids {
+			p.Del(ctx, c.Key(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return unavailable(fmt.Sprintf("delete %d users", len(ids)), err)
+	}
+	return nil
+}
+
 // Ping reports whether Redis answers.
 func (c *Cache) Ping(ctx context.Context) error {
 	if err := c.client.Ping(ctx).Err(); err != nil {
