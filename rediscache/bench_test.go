@@ -29,21 +29,27 @@ func reportUsers(b *testing.B) {
 }
 
 // BenchmarkPut writes 1000 users per call, each a newer version than the
-// cached one, so every script call ends in a SET.
+// cached one, so every key is written. Sub-benchmarks vary the users per
+// script call: 1 is what Cluster clients get, 100 the single-node default.
 func BenchmarkPut(b *testing.B) {
-	c, _ := newTestCache(b, time.Hour)
-	ctx := context.Background()
-	users := benchUsers(1)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		for j := range users {
-			users[j].Version.Load = int64(i + 1)
-		}
-		if err := c.Put(ctx, users); err != nil {
-			b.Fatal(err)
-		}
+	for _, batch := range []int{1, 10, scriptBatch, 1000} {
+		b.Run("batch="+strconv.Itoa(batch), func(b *testing.B) {
+			c, _ := newTestCache(b, time.Hour)
+			c.batch = batch
+			ctx := context.Background()
+			users := benchUsers(1)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for j := range users {
+					users[j].Version.Load = int64(i + 1)
+				}
+				if err := c.Put(ctx, users); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportUsers(b)
+		})
 	}
-	reportUsers(b)
 }
 
 // BenchmarkPutStale writes versions older than the cached ones: every
@@ -123,52 +129,4 @@ func BenchmarkGet(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-}
-
-// batchScript is putScript over many keys in one call: the alternative
-// measured by BenchmarkPutOneScript. It cannot serve Redis Cluster (its
-// keys span slots), which is why Put does not use it.
-var batchScript = redis.NewScript(`
-local n = 0
-for i, key in ipairs(KEYS) do
-  local v, ver = ARGV[2*i-1], ARGV[2*i]
-  local cur = redis.call('GET', key)
-  if not (cur and string.sub(cur, 1, 12) == '{"version":"' and string.sub(cur, 13, 45) >= ver) then
-    redis.call('SET', key, v, 'PX', ARGV[#ARGV])
-    n = n + 1
-  end
-end
-return n
-`)
-
-func BenchmarkPutOneScript(b *testing.B) {
-	c, client := newTestCache(b, time.Hour)
-	ctx := context.Background()
-	users := benchUsers(1)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		var buf bytes.Buffer
-		ends := make([]int, len(users))
-		for j := range users {
-			users[j].Version.Load = int64(i + 1)
-			if err := appendValue(&buf, &users[j]); err != nil {
-				b.Fatal(err)
-			}
-			ends[j] = buf.Len()
-		}
-		keys := make([]string, len(users))
-		args := make([]any, 0, 2*len(users)+1)
-		start := 0
-		for j := range users {
-			v := buf.Bytes()[start:ends[j]]
-			keys[j] = c.Key(users[j].ID)
-			args = append(args, v, v[len(valuePrefix):versionEnd])
-			start = ends[j]
-		}
-		args = append(args, c.ttlMS)
-		if err := batchScript.Run(ctx, client, keys, args...).Err(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	reportUsers(b)
 }

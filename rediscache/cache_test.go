@@ -35,6 +35,10 @@ func testClient(t testing.TB) *redis.Client {
 	return client
 }
 
+// maxTestID bounds the user ids tests and benchmarks write, so that
+// cleanup deletes keys by name instead of scanning a shared Redis.
+const maxTestID = 1000
+
 // newTestCache returns a Cache under a prefix of its own, whose keys are
 // deleted when the test ends.
 func newTestCache(t testing.TB, ttl time.Duration) (*Cache, *redis.Client) {
@@ -42,21 +46,15 @@ func newTestCache(t testing.TB, ttl time.Duration) (*Cache, *redis.Client) {
 	client := testClient(t)
 	var b [6]byte
 	rand.Read(b[:])
-	prefix := "test:rediscache:" + hex.EncodeToString(b[:]) + ":users:"
+	c := New(client, Options{Prefix: "test:rediscache:" + hex.EncodeToString(b[:]) + ":users:", TTL: ttl})
 	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := client.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		var keys []string
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
+		keys := make([]string, 0, maxTestID+1)
+		for id := range int64(maxTestID + 1) {
+			keys = append(keys, c.Key(id))
 		}
-		for len(keys) > 0 {
-			n := min(len(keys), 1000)
-			client.Unlink(ctx, keys[:n]...)
-			keys = keys[n:]
-		}
+		client.Unlink(context.Background(), keys...)
 	})
-	return New(client, Options{Prefix: prefix, TTL: ttl}), client
+	return c, client
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -166,6 +164,45 @@ func TestPutSameIDTwiceInOneCall(t *testing.T) {
 	assert.Equal(t, "newest", got.FirstName)
 }
 
+// Put splits users into script calls of c.batch keys; the outcome must not
+// depend on where the splits fall, also with one id in several calls.
+func TestPutBatches(t *testing.T) {
+	t.Parallel()
+	for _, batch := range []int{1, 2, 3, 100} {
+		t.Run(strconv.Itoa(batch), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			c, _ := newTestCache(t, time.Minute)
+			c.batch = batch
+			// Cached first: ids 1-5 at version 5.
+			var first []viswals.SealedUser
+			for id := int64(1); id <= 5; id++ {
+				first = append(first, sampleUser(id, viswals.Version{Load: 1, Line: 5}))
+			}
+			require.NoError(t, c.Put(ctx, first))
+			// Then: odd ids older (skipped), even ids newer, id 6 new, and
+			// id 2 twice, the newest first.
+			var second []viswals.SealedUser
+			for id := int64(1); id <= 6; id++ {
+				line := int64(4)
+				if id%2 == 0 {
+					line = 6
+				}
+				second = append(second, sampleUser(id, viswals.Version{Load: 1, Line: line}))
+			}
+			second = append(second, sampleUser(2, viswals.Version{Load: 1, Line: 5}))
+			require.NoError(t, c.Put(ctx, second))
+
+			want := map[int64]int64{1: 5, 2: 6, 3: 5, 4: 6, 5: 5, 6: 6}
+			for id, line := range want {
+				got, err := c.Get(ctx, id)
+				require.NoError(t, err)
+				assert.Equal(t, line, got.Version.Line, "user %d", id)
+			}
+		})
+	}
+}
+
 func TestPutEqualVersionIsNoop(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -190,9 +227,15 @@ func TestPutReplacesForeignValue(t *testing.T) {
 	ctx := context.Background()
 	c, client := newTestCache(t, time.Minute)
 	require.NoError(t, client.Set(ctx, c.Key(1), "not ours", 0).Err())
-	require.NoError(t, c.Put(ctx, []viswals.SealedUser{sampleUser(1, viswals.Version{Load: 1, Line: 1})}))
-	_, err := c.Get(ctx, 1)
-	require.NoError(t, err)
+	require.NoError(t, client.HSet(ctx, c.Key(2), "not", "a string").Err())
+	require.NoError(t, c.Put(ctx, []viswals.SealedUser{
+		sampleUser(1, viswals.Version{Load: 1, Line: 1}),
+		sampleUser(2, viswals.Version{Load: 1, Line: 1}),
+	}))
+	for _, id := range []int64{1, 2} {
+		_, err := c.Get(ctx, id)
+		require.NoError(t, err, "user %d", id)
+	}
 }
 
 func TestGetMiss(t *testing.T) {
@@ -317,10 +360,9 @@ func TestVersionOrderMatchesEncoding(t *testing.T) {
 
 func TestScriptOffsets(t *testing.T) {
 	t.Parallel()
-	prefix := "string.sub(cur, 1, " + strconv.Itoa(len(valuePrefix)) + ") == '" + valuePrefix + "'"
-	version := "string.sub(cur, " + strconv.Itoa(len(valuePrefix)+1) + ", " + strconv.Itoa(versionEnd) + ")"
-	assert.Contains(t, putSource, prefix)
-	assert.Contains(t, putSource, version)
+	assert.Contains(t, putSource, "'GETRANGE', key, 0, "+strconv.Itoa(versionEnd-1)+")")
+	assert.Contains(t, putSource, "string.sub(cur, 1, "+strconv.Itoa(len(valuePrefix))+") == '"+valuePrefix+"'")
+	assert.Contains(t, putSource, "string.sub(cur, "+strconv.Itoa(len(valuePrefix)+1)+", "+strconv.Itoa(versionEnd)+")")
 }
 
 func encodeForTest(u viswals.SealedUser) ([]byte, error) {
