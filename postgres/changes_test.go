@@ -130,7 +130,7 @@ func TestSnapshotThenLive(t *testing.T) {
 	upsert(t, s, user(1, "One", "X", "1@example.com", 1, 1), user(2, "Two", "X", "2@example.com", 1, 2))
 	snap, err := s.CurrentSnapshot(ctx)
 	require.NoError(t, err)
-	upsert(t, s, user(1, "One", "X", "1b@example.com", 2, 1)) // changed after snap
+	upsert(t, s, user(1, "One", "X", "1b@example.com", 2, 1))  // changed after snap
 	upsert(t, s, user(3, "Three", "X", "3@example.com", 2, 3)) // new after snap
 
 	var snapshotIDs []int64

@@ -5,14 +5,7 @@ package postgres
 
 var ListQuery = listQuery
 
-// Strategies names the upsert implementations the benchmarks compare.
-var Strategies = map[string]strategy{
-	"Unnest":    strategyUnnest,
-	"CopyTemp":  strategyCopyTemp,
-	"CopyFirst": strategyCopyFirst,
-	"ProbeCopy": strategyProbeCopy,
-}
-
-func (s *Store) SetStrategy(st strategy) { s.strategy = st }
-
 var SQLStateCode = sqlStateCode
+
+// CopyPause is the number of batches that will skip COPY.
+func (s *Store) CopyPause() int64 { return s.copyPause.Load() }

@@ -19,11 +19,29 @@ import (
 // newStore returns a Store on a fresh migrated database, and its URL.
 func newStore(t testing.TB) (*postgres.Store, string) {
 	t.Helper()
+	return newStoreWith(t, postgres.PoolConfig{MaxConns: 4})
+}
+
+func newStoreWith(t testing.TB, cfg postgres.PoolConfig) (*postgres.Store, string) {
+	t.Helper()
 	url := pgtest.NewDatabase(t)
-	s, err := postgres.Open(context.Background(), url, postgres.PoolConfig{MaxConns: 4})
+	s, err := postgres.Open(context.Background(), url, cfg)
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
 	return s, url
+}
+
+// forEachUpsert runs test as a parallel subtest once per upsert strategy,
+// each with its own database: both must give the same results.
+func forEachUpsert(t *testing.T, test func(t *testing.T, s *postgres.Store, url string)) {
+	t.Parallel()
+	for _, strategy := range []string{postgres.UpsertCopyFirst, postgres.UpsertUnnest} {
+		t.Run(strategy, func(t *testing.T) {
+			t.Parallel()
+			s, url := newStoreWith(t, postgres.PoolConfig{MaxConns: 4, Upsert: strategy})
+			test(t, s, url)
+		})
+	}
 }
 
 // connect opens a plain connection for assertions on raw columns.

@@ -12,6 +12,7 @@ package postgres
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,7 +21,7 @@ import (
 	"github.com/viswals/viswals"
 )
 
-// PoolConfig tunes the connection pool; zero values take the defaults.
+// PoolConfig tunes a Store; zero values take the defaults.
 type PoolConfig struct {
 	// MaxConns bounds the pool (default 8). The consumer's workers, the API
 	// handlers and one Listen connection (held outside the pool) share the
@@ -29,22 +30,18 @@ type PoolConfig struct {
 	// ConnectTimeout bounds establishing one connection (default 5s), so a
 	// dead server is reported as unavailable quickly instead of hanging.
 	ConnectTimeout time.Duration
-	// Upsert names how UpsertBatch writes (UpsertStrategies; default
-	// "unnest"). All give the same result; they differ in speed.
+	// Upsert picks how UpsertBatch writes: "copy-first" (the default; ""
+	// means it too) tries COPY for batches of new ids and falls back to the
+	// upsert, "unnest" always upserts. Both give the same result; they
+	// differ in speed only (numbers in bench_test.go).
 	Upsert string
 }
 
-// UpsertStrategies are the names PoolConfig.Upsert accepts: "unnest" (one
-// INSERT ... ON CONFLICT over arrays), "copy-temp" (COPY into a temporary
-// table, then the upsert from it), "copy-first" (COPY straight into users,
-// the upsert if an id exists) and "probe-copy" (look whether any id
-// exists: COPY if none, the upsert otherwise).
-var UpsertStrategies = map[string]strategy{
-	"unnest":     strategyUnnest,
-	"copy-temp":  strategyCopyTemp,
-	"copy-first": strategyCopyFirst,
-	"probe-copy": strategyProbeCopy,
-}
+// Upsert strategies (PoolConfig.Upsert).
+const (
+	UpsertCopyFirst = "copy-first"
+	UpsertUnnest    = "unnest"
+)
 
 const (
 	defaultMaxConns       = 8
@@ -56,7 +53,11 @@ type Store struct {
 	pool *pgxpool.Pool
 	// listenConfig is how Listen opens its dedicated connection.
 	listenConfig *pgx.ConnConfig
-	strategy     strategy
+	// copyPause counts down the batches that skip the COPY attempt, and
+	// copyPauseLen is the length of the last pause (see pauseCopy).
+	copyPause, copyPauseLen atomic.Int64
+	// upsertOnly disables the COPY path (PoolConfig.Upsert "unnest").
+	upsertOnly bool
 }
 
 // Open returns a Store on the database at connURL (a postgres:// URL or a
@@ -82,19 +83,20 @@ func Open(ctx context.Context, connURL string, cfg PoolConfig) (*Store, error) {
 	// is, and a generic plan cannot know that (see PLANS.md).
 	pcfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 
-	st := strategyUnnest
-	if cfg.Upsert != "" {
-		var ok bool
-		if st, ok = UpsertStrategies[cfg.Upsert]; !ok {
-			return nil, invalidf("open postgres: unknown upsert strategy %q", cfg.Upsert)
-		}
+	var upsertOnly bool
+	switch cfg.Upsert {
+	case "", UpsertCopyFirst:
+	case UpsertUnnest:
+		upsertOnly = true
+	default:
+		return nil, invalidf("open postgres: unknown upsert strategy %q (want %s or %s)", cfg.Upsert, UpsertCopyFirst, UpsertUnnest)
 	}
 
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, classify("open postgres", err)
 	}
-	return &Store{pool: pool, listenConfig: pcfg.ConnConfig.Copy(), strategy: st}, nil
+	return &Store{pool: pool, listenConfig: pcfg.ConnConfig.Copy(), upsertOnly: upsertOnly}, nil
 }
 
 // Close closes every connection. It waits for connections in use to be

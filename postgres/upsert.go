@@ -27,38 +27,76 @@ const NotifyChannel = "users_changed"
 // newer version carries the same content (names, email hash, times,
 // parent), only the stored version moves: the ciphertext and the
 // changefeed position are kept, so reloading a file changes no content and
-// streams nothing.
+// streams nothing. A transaction that changed something notifies
+// NotifyChannel before it commits.
+//
+// How: a batch of new ids is written with COPY, as fast as Postgres loads
+// rows; if any id exists already the COPY fails as a whole (unique
+// violation) and the batch goes through INSERT ... ON CONFLICT instead.
+// Either path gives the same result; only speed differs (see
+// bench_test.go). A failed COPY costs time, so after one the next batches
+// go straight to the upsert for a while (see pauseCopy).
 func (s *Store) UpsertBatch(ctx context.Context, users []viswals.SealedUser) ([]viswals.SealedUser, error) {
 	if len(users) == 0 {
 		return nil, nil
 	}
 	batch := latestByID(users)
-	var changed []viswals.SealedUser
-	var err error
-	switch s.strategy {
-	case strategyUnnest:
-		changed, err = s.upsertUnnest(ctx, batch)
-	case strategyCopyTemp:
-		changed, err = s.upsertCopyTemp(ctx, batch)
-	case strategyCopyFirst:
-		changed, err = s.upsertCopyFirst(ctx, batch)
-	case strategyProbeCopy:
-		changed, err = s.upsertProbeCopy(ctx, batch)
+	if s.tryCopy() {
+		err := s.copyNew(ctx, batch)
+		if err == nil {
+			s.copyPauseLen.Store(0)
+			return batch, nil
+		}
+		if !isUniqueViolation(err) {
+			return nil, classify("upsert batch", err)
+		}
+		s.pauseCopy()
 	}
+	changed, err := s.upsert(ctx, batch)
 	if err != nil {
 		return nil, classify("upsert batch", err)
 	}
 	return changed, nil
 }
 
-type strategy int
-
+// After a COPY met an existing id, the next batches probably hold existing
+// ids too (a reload, a later export), and a failed COPY costs about as much
+// as the upsert it precedes. So COPY pauses for a number of batches that
+// doubles while it keeps failing, from minCopyPause to maxCopyPause, and
+// resets when it succeeds: a reload of 1000 batches wastes about ten COPYs,
+// and a fresh load that follows it runs at most maxCopyPause batches
+// through the slower upsert.
 const (
-	strategyUnnest strategy = iota
-	strategyCopyTemp
-	strategyCopyFirst
-	strategyProbeCopy
+	minCopyPause = 16
+	maxCopyPause = 128
 )
+
+// tryCopy reports whether this batch should try COPY, counting down a pause.
+func (s *Store) tryCopy() bool {
+	if s.upsertOnly {
+		return false
+	}
+	for {
+		n := s.copyPause.Load()
+		if n <= 0 {
+			return true
+		}
+		if s.copyPause.CompareAndSwap(n, n-1) {
+			return false
+		}
+	}
+}
+
+func (s *Store) pauseCopy() {
+	n := min(max(2*s.copyPauseLen.Load(), minCopyPause), maxCopyPause)
+	s.copyPauseLen.Store(n)
+	s.copyPause.Store(n)
+}
+
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
 
 // latestByID returns a copy of users with one user per id, the one with the
 // greatest version, sorted by id. An INSERT ... ON CONFLICT cannot touch a
@@ -110,17 +148,20 @@ RETURNING id, changed_xid = pg_current_xact_id()`
 const sameContent = `(u.first_name, u.last_name, u.email_hash, u.created_at, u.deleted_at, u.merged_at, u.parent_user_id)
 	IS NOT DISTINCT FROM (EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.email_hash, EXCLUDED.created_at, EXCLUDED.deleted_at, EXCLUDED.merged_at, EXCLUDED.parent_user_id)`
 
-const upsertUnnestSQL = `INSERT INTO users AS u (` + "id, first_name, last_name, first_name_lc, last_name_lc, email_address, email_hash, created_at, deleted_at, merged_at, parent_user_id, version_load, version_line" + `)
+const upsertSQL = `INSERT INTO users AS u (id, first_name, last_name, first_name_lc, last_name_lc,
+	email_address, email_hash, created_at, deleted_at, merged_at, parent_user_id, version_load, version_line)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[],
 	$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::bigint[], $12::bigint[], $13::bigint[])` + onConflict
 
-// upsertUnnest sends the batch as one array per column in a single
-// statement.
-func (s *Store) upsertUnnest(ctx context.Context, batch []viswals.SealedUser) ([]viswals.SealedUser, error) {
+// upsert sends the batch as one array per column to a single INSERT ...
+// ON CONFLICT: one statement, one round trip, whatever the batch size.
+// (Measured against COPY into a temporary table followed by INSERT ...
+// SELECT ... ON CONFLICT, which was slower for every kind of batch.)
+func (s *Store) upsert(ctx context.Context, batch []viswals.SealedUser) ([]viswals.SealedUser, error) {
 	c := toColumns(batch)
 	var changed []viswals.SealedUser
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, upsertUnnestSQL,
+		rows, err := tx.Query(ctx, upsertSQL,
 			c.id, c.firstName, c.lastName, c.firstNameLC, c.lastNameLC, c.email, c.hash,
 			c.created, c.deleted, c.merged, c.parent, c.load, c.line)
 		if err != nil {
@@ -135,73 +176,15 @@ func (s *Store) upsertUnnest(ctx context.Context, batch []viswals.SealedUser) ([
 	return changed, err
 }
 
-const createTempSQL = `CREATE TEMP TABLE users_in (
-	id bigint, first_name text, last_name text, first_name_lc text, last_name_lc text,
-	email_address text, email_hash bytea, created_at timestamptz, deleted_at timestamptz,
-	merged_at timestamptz, parent_user_id bigint, version_load bigint, version_line bigint
-) ON COMMIT DROP`
-
-const upsertFromTempSQL = `INSERT INTO users AS u (` + "id, first_name, last_name, first_name_lc, last_name_lc, email_address, email_hash, created_at, deleted_at, merged_at, parent_user_id, version_load, version_line" + `)
-SELECT * FROM users_in` + onConflict
-
-// upsertCopyTemp copies the batch into a temporary table and upserts from it.
-func (s *Store) upsertCopyTemp(ctx context.Context, batch []viswals.SealedUser) ([]viswals.SealedUser, error) {
-	var changed []viswals.SealedUser
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, createTempSQL); err != nil {
-			return err
-		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"users_in"}, insertColumns, copySource(batch)); err != nil {
-			return err
-		}
-		rows, err := tx.Query(ctx, upsertFromTempSQL)
-		if err != nil {
-			return err
-		}
-		changed, err = collectChanged(rows, batch)
-		if err != nil {
-			return err
-		}
-		return notifyIf(ctx, tx, len(changed) > 0)
-	})
-	return changed, err
-}
-
-// upsertCopyFirst copies the batch straight into users, which is as fast as
-// Postgres can load rows, and falls back to the upsert when an id exists.
-func (s *Store) upsertCopyFirst(ctx context.Context, batch []viswals.SealedUser) ([]viswals.SealedUser, error) {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+// copyNew inserts a batch of new ids with COPY. It fails with a unique
+// violation, writing nothing, if any id exists.
+func (s *Store) copyNew(ctx context.Context, batch []viswals.SealedUser) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"users"}, insertColumns, copySource(batch)); err != nil {
 			return err
 		}
 		return notifyIf(ctx, tx, true)
 	})
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-		return s.upsertUnnest(ctx, batch)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return batch, nil
-}
-
-// upsertProbeCopy asks first whether any id of the batch exists: if none
-// does, COPY; otherwise (or if a concurrent writer inserted one since) the
-// upsert.
-func (s *Store) upsertProbeCopy(ctx context.Context, batch []viswals.SealedUser) ([]viswals.SealedUser, error) {
-	ids := make([]int64, len(batch))
-	for i := range batch {
-		ids[i] = batch[i].ID
-	}
-	var exists bool
-	if err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM users WHERE id = ANY($1::bigint[]))", ids).Scan(&exists); err != nil {
-		return nil, err
-	}
-	if exists {
-		return s.upsertUnnest(ctx, batch)
-	}
-	return s.upsertCopyFirst(ctx, batch)
 }
 
 func notifyIf(ctx context.Context, tx pgx.Tx, changed bool) error {
