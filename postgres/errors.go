@@ -15,14 +15,16 @@ import (
 )
 
 // codedError gives a driver error a viswals code while keeping the driver
-// error in the chain: errors.As finds the *viswals.Error (for the code and
-// a message), errors.Is/As still reach the *pgconn.PgError or net error.
+// error in the chain: errors.As finds the *viswals.Error (the code, and a
+// message fit for clients), errors.Is/As still reach the *pgconn.PgError
+// or net error, and Error() has the details for logs.
 type codedError struct {
 	coded *viswals.Error
+	op    string
 	cause error
 }
 
-func (e *codedError) Error() string   { return e.coded.Message }
+func (e *codedError) Error() string   { return e.op + ": " + e.cause.Error() }
 func (e *codedError) Unwrap() []error { return []error{e.coded, e.cause} }
 
 // classify wraps err with op and the viswals code that tells the caller
@@ -32,11 +34,17 @@ func classify(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	code := errorCode(err)
-	if code == viswals.EINTERNAL {
+	switch code := errorCode(err); code {
+	case viswals.EUNAVAILABLE:
+		// Addresses and driver internals stay out of the client's message.
+		return &codedError{coded: viswals.Errorf(code, "%s: database unavailable", op), op: op, cause: err}
+	case viswals.EINVALID:
+		// Postgres's reason (bad encoding, value out of range) is what a
+		// dead-lettered message or a 400 should say.
+		return &codedError{coded: viswals.Errorf(code, "%s: %v", op, err), op: op, cause: err}
+	default:
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	return &codedError{coded: viswals.Errorf(code, "%s: %v", op, err), cause: err}
 }
 
 func invalidf(format string, args ...any) error {

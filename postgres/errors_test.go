@@ -23,7 +23,8 @@ func TestErrors_Unreachable(t *testing.T) {
 	require.Equal(t, viswals.EUNAVAILABLE, viswals.ErrorCode(s.Ping(ctx)))
 	_, err = s.UpsertBatch(ctx, []viswals.SealedUser{user(1, "A", "B", "a@example.com", 1, 1)})
 	require.Equal(t, viswals.EUNAVAILABLE, viswals.ErrorCode(err), "%v", err)
-	require.Contains(t, err.Error(), "upsert batch")
+	require.Contains(t, err.Error(), "upsert batch: failed to connect", "details for logs")
+	require.Equal(t, "upsert batch: database unavailable", viswals.ErrorMessage(err), "no details for clients")
 	var connectErr *pgconn.ConnectError
 	require.True(t, errors.As(err, &connectErr), "the driver error stays in the chain")
 	_, err = s.Get(ctx, 1)

@@ -126,7 +126,9 @@ var insertColumns = []string{
 }
 
 // onConflict applies a newer version of an existing row (rules in
-// UpsertBatch). "same" compares the content, NULLs included.
+// UpsertBatch): everything is set, but when sameContent holds the stored
+// ciphertext and changefeed position are kept. RETURNING tells which rows
+// got new content: those stamped with this transaction's id.
 const onConflict = `
 ON CONFLICT (id) DO UPDATE SET
 	first_name = EXCLUDED.first_name,
@@ -145,6 +147,7 @@ ON CONFLICT (id) DO UPDATE SET
 WHERE (u.version_load, u.version_line) < (EXCLUDED.version_load, EXCLUDED.version_line)
 RETURNING id, changed_xid = pg_current_xact_id()`
 
+// sameContent compares the stored content with the new one, NULLs included.
 const sameContent = `(u.first_name, u.last_name, u.email_hash, u.created_at, u.deleted_at, u.merged_at, u.parent_user_id)
 	IS NOT DISTINCT FROM (EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.email_hash, EXCLUDED.created_at, EXCLUDED.deleted_at, EXCLUDED.merged_at, EXCLUDED.parent_user_id)`
 
