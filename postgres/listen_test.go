@@ -6,11 +6,13 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/viswals/viswals/postgres"
 )
 
 func TestListen_WakesOnCommit(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
+	s, url := newStore(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	wake := make(chan struct{}, 1)
 	done := make(chan error)
@@ -43,6 +45,17 @@ func TestListen_WakesOnCommit(t *testing.T) {
 		t.Fatal("woken by a batch that changed nothing")
 	case <-time.After(200 * time.Millisecond):
 	}
+
+	// The server drops the listening connection: Listen reconnects, wakes
+	// (a notification may have been lost meanwhile) and listens again.
+	admin := connect(t, url)
+	var killed int
+	require.NoError(t, admin.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND query = 'LISTEN `+postgres.NotifyChannel+`'`).Scan(&killed))
+	require.Equal(t, 1, killed)
+	await("after reconnecting")
+	upsert(t, s, user(2, "C", "D", "c@example.com", 1, 2))
+	await("after a commit, on the new connection")
 
 	cancel()
 	select {
