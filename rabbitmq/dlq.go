@@ -88,9 +88,10 @@ func ListDeadLetters(ctx context.Context, url, queue string, max int, fn func(DL
 // round of confirmations.
 const replayBatchSize = 100
 
-// ReplayDeadLetters moves up to max messages (if max <= 0, as many as the
-// dead-letter queue held when it started, so that messages dead-lettered
-// again meanwhile are not replayed in a loop) from the dead-letter queue of
+// ReplayDeadLetters moves up to max messages (if max <= 0, or more than
+// the dead-letter queue held when it started, as many as it held then, so
+// that messages a running consumer dead-letters again meanwhile are not
+// replayed in a loop) from the dead-letter queue of
 // queue back to queue, without their x-death-reason header and with
 // x-replayed-at. Each is acked in the dead-letter queue only after the
 // broker has confirmed its copy in queue, so a failure midway can
@@ -109,7 +110,7 @@ func ReplayDeadLetters(ctx context.Context, url, queue string, max int) (int, er
 		return 0, fmt.Errorf("put channel in confirm mode: %w", classify(err))
 	}
 	returns := ch.NotifyReturn(make(chan amqp.Return, replayBatchSize))
-	if max <= 0 {
+	if max <= 0 || max > waiting {
 		max = waiting
 	}
 	moved := 0
