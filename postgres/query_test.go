@@ -128,3 +128,12 @@ func TestList_BadInput(t *testing.T) {
 		require.Equal(t, viswals.EINVALID, viswals.ErrorCode(err), "%q: %v", prefix, err)
 	}
 }
+
+// Prefix filters need custom plans (see PLANS.md).
+func TestOpen_ForcesCustomPlans(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	v, err := s.ShowSetting(context.Background(), "plan_cache_mode")
+	require.NoError(t, err)
+	require.Equal(t, "force_custom_plan", v)
+}

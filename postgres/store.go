@@ -23,12 +23,14 @@ import (
 
 // PoolConfig tunes a Store; zero values take the defaults.
 type PoolConfig struct {
-	// MaxConns bounds the pool (default 8). The consumer's workers, the API
-	// handlers and one Listen connection (held outside the pool) share the
-	// server's max_connections.
+	// MaxConns bounds the pool (default: the URL's pool_max_conns, else
+	// pgxpool's max(4, CPUs)). The consumer's workers, the API handlers
+	// and one Listen connection (held outside the pool) share the server's
+	// max_connections.
 	MaxConns int32
-	// ConnectTimeout bounds establishing one connection (default 5s), so a
-	// dead server is reported as unavailable quickly instead of hanging.
+	// ConnectTimeout bounds establishing one connection (default: the
+	// URL's connect_timeout, else 5s), so a dead server is reported as
+	// unavailable quickly instead of hanging.
 	ConnectTimeout time.Duration
 	// Upsert picks how UpsertBatch writes: "copy-first" (the default; ""
 	// means it too) tries COPY for batches of new ids and falls back to the
@@ -43,10 +45,7 @@ const (
 	UpsertUnnest    = "unnest"
 )
 
-const (
-	defaultMaxConns       = 8
-	defaultConnectTimeout = 5 * time.Second
-)
+const defaultConnectTimeout = 5 * time.Second
 
 // Store is the users table. It is safe for concurrent use.
 type Store struct {
@@ -70,11 +69,12 @@ func Open(ctx context.Context, connURL string, cfg PoolConfig) (*Store, error) {
 		// The parse error may echo the URL, password included.
 		return nil, invalidf("open postgres: cannot parse the connection URL")
 	}
-	pcfg.MaxConns = cfg.MaxConns
-	if pcfg.MaxConns <= 0 {
-		pcfg.MaxConns = defaultMaxConns
+	if cfg.MaxConns > 0 {
+		pcfg.MaxConns = cfg.MaxConns
 	}
-	pcfg.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
+	if cfg.ConnectTimeout > 0 {
+		pcfg.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
+	}
 	if pcfg.ConnConfig.ConnectTimeout <= 0 {
 		pcfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
