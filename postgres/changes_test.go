@@ -235,3 +235,14 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A snapshot that did not come from ParseSnapshot (say, decoded from a
+// client's cursor by other means) and that Postgres cannot read is refused
+// as invalid input.
+func TestListVisible_BadSnapshotIsInvalid(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	bad := postgres.Snapshot{Xmin: 20, Xmax: 10}
+	err := s.ListVisible(context.Background(), viswals.Filter{}, 0, 10, bad, func(viswals.SealedUser) error { return nil })
+	require.Equal(t, viswals.EINVALID, viswals.ErrorCode(err), "%v", err)
+}
