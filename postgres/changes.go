@@ -145,18 +145,10 @@ func (s *Store) Changes(ctx context.Context, f viswals.Filter, after ChangePos, 
 	if err := s.pool.QueryRow(ctx, "SELECT pg_snapshot_xmin(pg_current_snapshot())").Scan(&horizon); err != nil {
 		return 0, classify("changes: horizon", err)
 	}
-	args := []any{after.XID, after.ID, horizon, limit}
+	names, args := nameConditions(f, []any{after.XID, after.ID, horizon, limit})
 	sql := "SELECT changed_xid, " + userColumns + ` FROM users
-WHERE (changed_xid, id) > ($1::xid8, $2) AND changed_xid < $3::xid8`
-	if p := strings.ToLower(f.FirstName); p != "" {
-		args = append(args, p)
-		sql += fmt.Sprintf(" AND first_name_lc ^@ $%d", len(args))
-	}
-	if p := strings.ToLower(f.LastName); p != "" {
-		args = append(args, p)
-		sql += fmt.Sprintf(" AND last_name_lc ^@ $%d", len(args))
-	}
-	sql += " ORDER BY changed_xid, id LIMIT $4"
+WHERE (changed_xid, id) > ($1::xid8, $2) AND changed_xid < $3::xid8` + names + `
+ORDER BY changed_xid, id LIMIT $4`
 
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {

@@ -34,14 +34,7 @@ func (s *Store) Get(ctx context.Context, id int64) (viswals.SealedUser, error) {
 // Filters are case-insensitive prefixes (see Filter) combined with AND;
 // every character in them is literal, '%', '_' and '\' included.
 func (s *Store) List(ctx context.Context, f viswals.Filter, afterID int64, limit int, fn func(viswals.SealedUser) error) error {
-	if limit < 1 {
-		return invalidf("list users: limit must be >= 1, got %d", limit)
-	}
-	if err := checkFilter(f); err != nil {
-		return err
-	}
-	sql, args := listQuery(f, afterID, limit, nil)
-	return s.each(ctx, "list users", sql, args, fn)
+	return s.list(ctx, f, afterID, limit, nil, fn)
 }
 
 // ListVisible is List restricted to the users whose last content change
@@ -49,14 +42,32 @@ func (s *Store) List(ctx context.Context, f viswals.Filter, afterID int64, limit
 // snap. The others changed after snap was taken (or were in flight), and
 // the live phase, reading Changes from snap.Start(), delivers them.
 func (s *Store) ListVisible(ctx context.Context, f viswals.Filter, afterID int64, limit int, snap Snapshot, fn func(viswals.SealedUser) error) error {
+	return s.list(ctx, f, afterID, limit, &snap, fn)
+}
+
+func (s *Store) list(ctx context.Context, f viswals.Filter, afterID int64, limit int, snap *Snapshot, fn func(viswals.SealedUser) error) error {
 	if limit < 1 {
 		return invalidf("list users: limit must be >= 1, got %d", limit)
 	}
 	if err := checkFilter(f); err != nil {
 		return err
 	}
-	sql, args := listQuery(f, afterID, limit, &snap)
-	return s.each(ctx, "list users", sql, args, fn)
+	sql, args := listQuery(f, afterID, limit, snap)
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return classify("list users", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var u viswals.SealedUser
+		if err := scanUser(rows, &u); err != nil {
+			return classify("list users", err)
+		}
+		if err := fn(u); err != nil {
+			return err
+		}
+	}
+	return classify("list users", rows.Err())
 }
 
 // checkFilter refuses prefixes Postgres cannot compare: strings.ToLower
@@ -82,46 +93,33 @@ func checkFilter(f viswals.Filter) error {
 // prefix from the primary key in id order; only the page's rows are then
 // read from the table. PLANS.md shows the plans on 10M rows.
 func listQuery(f viswals.Filter, afterID int64, limit int, snap *Snapshot) (string, []any) {
-	args := []any{afterID, limit}
-	where := "id > $1"
-	and := func(cond string, arg any) {
-		args = append(args, arg)
-		where += fmt.Sprintf(" AND "+cond, len(args))
-	}
-	named := false
-	if p := strings.ToLower(f.FirstName); p != "" {
-		and("first_name_lc ^@ $%d", p)
-		named = true
-	}
-	if p := strings.ToLower(f.LastName); p != "" {
-		and("last_name_lc ^@ $%d", p)
-		named = true
-	}
+	names, args := nameConditions(f, []any{afterID, limit})
+	where := "id > $1" + names
 	if snap != nil {
-		and("pg_visible_in_snapshot(changed_xid, $%d::text::pg_snapshot)", snap.String())
+		args = append(args, snap.String())
+		where += fmt.Sprintf(" AND pg_visible_in_snapshot(changed_xid, $%d::text::pg_snapshot)", len(args))
 	}
-	if !named {
+	if names == "" {
 		return "SELECT " + userColumns + " FROM users WHERE " + where + " ORDER BY id LIMIT $2", args
 	}
 	return "SELECT " + userColumns + " FROM users WHERE id IN (SELECT id FROM users WHERE " + where +
 		" ORDER BY id LIMIT $2) ORDER BY id", args
 }
 
-// each runs a query selecting userColumns and calls fn for every row.
-func (s *Store) each(ctx context.Context, op, sql string, args []any, fn func(viswals.SealedUser) error) error {
-	rows, err := s.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return classify(op, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var u viswals.SealedUser
-		if err := scanUser(rows, &u); err != nil {
-			return classify(op, err)
+// nameConditions returns the conditions (" AND ...") for the name filters
+// of f, and args with the lower-cased prefixes appended as their
+// parameters. A prefix match with ^@ has no wildcards: every character is
+// literal.
+func nameConditions(f viswals.Filter, args []any) (string, []any) {
+	var conds string
+	for _, c := range []struct{ column, prefix string }{
+		{"first_name_lc", f.FirstName},
+		{"last_name_lc", f.LastName},
+	} {
+		if c.prefix != "" {
+			args = append(args, strings.ToLower(c.prefix))
+			conds += fmt.Sprintf(" AND %s ^@ $%d", c.column, len(args))
 		}
-		if err := fn(u); err != nil {
-			return err
-		}
 	}
-	return classify(op, rows.Err())
+	return conds, args
 }
