@@ -28,9 +28,10 @@ type Cache interface {
 }
 
 // invalidator is a Cache that can also drop entries (rediscache.Cache
-// can): see Ingester.ingest for when it must.
+// can): see Ingester.ingest and staleSet for when it must.
 type invalidator interface {
 	Delete(ctx context.Context, ids []int64) error
+	DeleteAll(ctx context.Context) (int, error)
 }
 
 // Sealer encrypts a record's email.
@@ -63,6 +64,8 @@ type Ingester struct {
 	// cacheBreaker skips cache writes for a while after one failed, so an
 	// unreachable Redis does not add a timeout to every batch.
 	cacheBreaker breaker
+	// stale holds the users whose cache writes failed or were skipped.
+	stale staleSet
 }
 
 // New returns an Ingester. cache may be nil.
@@ -136,7 +139,7 @@ func (in *Ingester) ingest(ctx context.Context, recs []viswals.Record, redeliver
 // not in changed (see ingest). Like putCache it never fails ingestion.
 func (in *Ingester) dropUnchanged(ctx context.Context, batch, changed []viswals.SealedUser) {
 	inv, ok := in.cache.(invalidator)
-	if !ok || !in.cacheBreaker.allow() {
+	if !ok {
 		return
 	}
 	written := make(map[int64]bool, len(changed))
@@ -149,9 +152,14 @@ func (in *Ingester) dropUnchanged(ctx context.Context, batch, changed []viswals.
 			ids = append(ids, u.ID)
 		}
 	}
+	if !in.cacheBreaker.allow() {
+		in.stale.addIDs(ids)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.opts.CacheTimeout)
 	defer cancel()
 	if err := inv.Delete(ctx, ids); err != nil {
+		in.stale.addIDs(ids)
 		in.cacheBreaker.fail()
 		in.opts.Logger.Warn("cache invalidation failed; continuing without cache", "users", len(ids), "err", err)
 		in.opts.Metrics.CacheErrors.Inc()
@@ -162,11 +170,22 @@ func (in *Ingester) dropUnchanged(ctx context.Context, batch, changed []viswals.
 // breaker opens: reads fall back to Postgres and refill the cache.
 func (in *Ingester) putCache(ctx context.Context, users []viswals.SealedUser) {
 	if !in.cacheBreaker.allow() {
+		in.stale.addUsers(users)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.opts.CacheTimeout)
-	defer cancel()
-	if err := in.cache.Put(ctx, users); err != nil {
+	// Entries the cache missed go first: it may have come back with
+	// older versions of them.
+	err := in.dropStale(ctx)
+	if err == nil {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.opts.CacheTimeout)
+		err = in.cache.Put(pctx, users)
+		cancel()
+	}
+	if err != nil {
+		// A write that timed out may still land; the version guard keeps
+		// it from replacing anything newer, and the stale set from
+		// outliving a newer write that was skipped.
+		in.stale.addUsers(users)
 		in.cacheBreaker.fail()
 		in.opts.Logger.Warn("cache write failed; continuing without cache", "users", len(users), "err", err)
 		in.opts.Metrics.CacheErrors.Inc()

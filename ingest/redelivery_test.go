@@ -2,9 +2,11 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -37,14 +39,28 @@ func (s *versionedStore) UpsertBatch(_ context.Context, users []viswals.SealedUs
 // deletingCache is a cache that records what it is told, deletes included.
 type deletingCache struct {
 	fakeCache
-	deleted []int64
+	deleted    []int64
+	deletedAll int
 }
 
 func (c *deletingCache) Delete(_ context.Context, ids []int64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
 	c.deleted = append(c.deleted, ids...)
 	return nil
+}
+
+func (c *deletingCache) DeleteAll(context.Context) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return 0, c.err
+	}
+	c.deletedAll++
+	return 0, nil
 }
 
 // A consumer that dies between the commit and the cache write leaves the
@@ -83,4 +99,46 @@ func TestRedeliveryWithPutOnlyCache(t *testing.T) {
 	require.NoError(t, err)
 	_, err = in.ingest(context.Background(), []viswals.Record{rec(1, "a@b")}, true)
 	require.NoError(t, err)
+}
+
+// Writes the cache missed while it was unreachable (failed, or skipped by
+// the breaker) may have left older versions in it, if it comes back with
+// its data: their entries are deleted before the next write.
+func TestCacheOutageDropsMissedEntriesOnRecovery(t *testing.T) {
+	t.Parallel()
+	store := &versionedStore{versions: map[int64]viswals.Version{}}
+	cache := &deletingCache{fakeCache: fakeCache{err: errors.New("redis down")}}
+	in := New(store, cache, fakeSealer{}, fastOptions())
+	in.cacheBreaker.cooldown = time.Hour
+	ingest := func(ids ...int64) {
+		t.Helper()
+		var recs []viswals.Record
+		for _, id := range ids {
+			recs = append(recs, rec(id, "a@b"))
+		}
+		_, err := in.Ingest(context.Background(), recs)
+		require.NoError(t, err)
+	}
+
+	ingest(1, 2) // the write fails
+	ingest(3)    // the breaker skips the write
+	assert.Equal(t, 1, cache.puts)
+
+	cache.mu.Lock()
+	cache.err = nil
+	cache.mu.Unlock()
+	in.cacheBreaker.succeed() // as after the cooldown
+	ingest(4)
+	slices.Sort(cache.deleted)
+	assert.Equal(t, []int64{1, 2, 3}, cache.deleted)
+	assert.Equal(t, []int64{4}, cache.ids)
+
+	ingest(5) // nothing left to drop
+	assert.Len(t, cache.deleted, 3)
+
+	// Past the bound it forgets the ids and drops the whole cache.
+	in.stale.setOverflow()
+	ingest(6)
+	assert.Equal(t, 1, cache.deletedAll)
+	assert.Equal(t, []int64{4, 5, 6}, cache.ids)
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -215,6 +216,57 @@ func (c *Cache) Delete(ctx context.Context, ids []int64) error {
 		return unavailable(fmt.Sprintf("delete %d users", len(ids)), err)
 	}
 	return nil
+}
+
+// DeleteAll removes every cached user (every key with the prefix) and
+// returns how many it removed. It walks the keyspace with SCAN, on every
+// master of a cluster, so its cost grows with the number of keys: it is
+// for recovering from an outage too long to track which users it missed.
+func (c *Cache) DeleteAll(ctx context.Context) (int, error) {
+	var mu sync.Mutex
+	n := 0
+	drop := func(ctx context.Context, client redis.Cmdable) error {
+		iter := client.Scan(ctx, 0, c.prefix+"*", 1000).Iterator()
+		var keys []string
+		flush := func() error {
+			if len(keys) == 0 {
+				return nil
+			}
+			// One key per UNLINK: a cluster refuses keys of several slots.
+			_, err := client.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, k := range keys {
+					p.Unlink(ctx, k)
+				}
+				return nil
+			})
+			mu.Lock()
+			n += len(keys)
+			mu.Unlock()
+			keys = keys[:0]
+			return err
+		}
+		for iter.Next(ctx) {
+			if keys = append(keys, iter.Val()); len(keys) == 1000 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return err
+		}
+		return flush()
+	}
+	var err error
+	if cluster, ok := c.client.(*redis.ClusterClient); ok {
+		err = cluster.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return drop(ctx, node) })
+	} else {
+		err = drop(ctx, c.client)
+	}
+	if err != nil {
+		return n, unavailable("delete all users", err)
+	}
+	return n, nil
 }
 
 // Ping reports whether Redis answers.

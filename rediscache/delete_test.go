@@ -40,3 +40,24 @@ func TestDeleteUnreachable(t *testing.T) {
 	err := New(client, Options{}).Delete(context.Background(), []int64{1})
 	assert.Equal(t, viswals.EUNAVAILABLE, viswals.ErrorCode(err), "delete: %v", err)
 }
+
+func TestDeleteAll(t *testing.T) {
+	t.Parallel()
+	c, client := newTestCache(t, 0)
+	ctx := context.Background()
+	var users []viswals.SealedUser
+	for id := int64(1); id <= 2500; id++ { // more than one batch of deletes
+		users = append(users, sampleUser(id, viswals.Version{Load: 1, Line: id}))
+	}
+	require.NoError(t, c.Put(ctx, users))
+	other := c.prefix[:len(c.prefix)-len("users:")] + "other"
+	require.NoError(t, client.Set(ctx, other, "kept", 0).Err())
+	t.Cleanup(func() { client.Del(context.Background(), other) })
+
+	n, err := c.DeleteAll(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 2500, n)
+	_, err = c.Get(ctx, 1)
+	assert.Equal(t, viswals.ENOTFOUND, viswals.ErrorCode(err))
+	assert.Equal(t, "kept", client.Get(ctx, other).Val(), "a key outside the prefix was deleted")
+}
