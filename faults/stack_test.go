@@ -509,6 +509,7 @@ func (s *stack) checkCache(want map[int64]wantUser) int {
 	defer client.Close()
 	cache := rediscache.New(client, rediscache.Options{Prefix: "users:"})
 	n := 0
+	var stale []string
 	iter := client.Scan(ctx, 0, "users:*", 1000).Iterator()
 	for iter.Next(ctx) {
 		id, err := strconv.ParseInt(strings.TrimPrefix(iter.Val(), "users:"), 10, 64)
@@ -526,12 +527,15 @@ func (s *stack) checkCache(want map[int64]wantUser) int {
 		got := wantUser{ID: su.ID, First: su.FirstName, Last: su.LastName, Email: email,
 			Created: su.CreatedAt.UnixMilli(), Deleted: millis(su.DeletedAt), Merged: millis(su.MergedAt), Parent: su.ParentUserID}
 		if w, ok := want[id]; !ok || !sameUser(w, got) {
-			s.t.Fatalf("Redis holds a stale or unknown user %d:\n  got  %v\n  want %v", id, got, w)
+			stale = append(stale, fmt.Sprintf("users:%d\n      got  %v\n      want %v", id, got, w))
 		}
 		n++
 	}
 	if err := iter.Err(); err != nil {
 		s.t.Fatalf("scan Redis: %v", err)
+	}
+	if len(stale) > 0 {
+		s.t.Fatalf("Redis holds %d stale or unknown users of %d cached:\n  %s", len(stale), n, strings.Join(stale[:min(5, len(stale))], "\n  "))
 	}
 	return n
 }
