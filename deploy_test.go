@@ -81,6 +81,15 @@ func TestDeployment(t *testing.T) {
 		}
 	})
 	t.Run("compose matches the code", func(t *testing.T) { checkCompose(t, bin) })
+	t.Run("README lists every setting", func(t *testing.T) {
+		readme, err := os.ReadFile("README.md")
+		require.NoError(t, err)
+		for _, name := range []string{"consumer", "producer"} {
+			for _, m := range regexp.MustCompile(`\(env (\w+)\)`).FindAllStringSubmatch(helpText(t, filepath.Join(bin, name)), -1) {
+				assert.Contains(t, string(readme), "| `"+m[1]+"` |", "README's configuration table lacks %s", m[1])
+			}
+		}
+	})
 }
 
 // helpText returns a binary's --help output, which lists every setting.
