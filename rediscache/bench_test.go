@@ -176,3 +176,19 @@ func BenchmarkGet(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecode is the client-side share of Get: decoding one value.
+func BenchmarkDecode(b *testing.B) {
+	u := sampleUser(42, viswals.Version{Load: 1, Line: 2})
+	u.DeletedAt, u.ParentUserID = ptr(u.CreatedAt), ptr(int64(7))
+	v, err := encodeForTest(u)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeValue(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
