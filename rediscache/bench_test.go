@@ -32,7 +32,7 @@ func benchUsers(load int64) []viswals.SealedUser {
 // machine where wall-clock figures do not; the Redis figure is exact only
 // when no one else uses that server (point REDIS_URL at a private one).
 type meter struct {
-	client         *redis.Client
+	client          *redis.Client
 	server, client0 time.Duration
 }
 
