@@ -73,6 +73,9 @@ func New(cfg Config, deps Deps) (*API, error) {
 	}
 	a := &API{cfg: cfg, deps: deps, log: cfg.Logger, metrics: m}
 	a.users = &userReader{store: deps.Store, cache: deps.Cache, keys: deps.Keys, log: a.log, metrics: m}
+	if bc, ok := deps.Cache.(BatchCache); ok {
+		a.users.batch = newBatcher(bc)
+	}
 	a.hub = newHub(deps.Feed, a.log, m, cfg.Hub)
 	a.handler = a.newRouter()
 	return a, nil

@@ -14,7 +14,8 @@ import (
 // Postgres on a miss, and the cache refilled from Postgres.
 type userReader struct {
 	store   Store
-	cache   Cache // nil: no cache
+	cache   Cache    // nil: no cache
+	batch   *batcher // non-nil when cache is a BatchCache
 	keys    Opener
 	log     *slog.Logger
 	metrics *metrics
@@ -23,7 +24,13 @@ type userReader struct {
 func (ur *userReader) get(ctx context.Context, id int64) (viswals.User, error) {
 	fill := false
 	if ur.cache != nil {
-		s, err := ur.cache.Get(ctx, id)
+		var s viswals.SealedUser
+		var err error
+		if ur.batch != nil {
+			s, err = ur.batch.get(ctx, id)
+		} else {
+			s, err = ur.cache.Get(ctx, id)
+		}
 		if err == nil {
 			u, err := ur.keys.Open(s)
 			if err == nil {

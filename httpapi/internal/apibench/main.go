@@ -13,6 +13,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -21,6 +23,7 @@ import (
 	"net/http"
 	_ "net/http/pprof"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -39,6 +42,8 @@ func main() {
 	users := flag.Int("users", 100000, "users to serve")
 	redisURL := flag.String("redis", "", "serve reads from this Redis (e.g. redis://127.0.0.1:6379/15) instead of memory")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this address")
+	rawRedis := flag.String("raw-redis", "", "serve reads from this Redis with a plain JSON value and no rediscache (to compare round-trip strategies)")
+	batch := flag.Bool("batch", true, "with -raw-redis: let concurrent reads share round trips (GetMany)")
 	flag.Parse()
 	if *pprofAddr != "" {
 		go func() { log.Println(http.ListenAndServe(*pprofAddr, nil)) }()
@@ -75,6 +80,22 @@ func main() {
 			}
 		}
 		cache = c
+	}
+	if *rawRedis != "" {
+		opts, err := redis.ParseURL(*rawRedis)
+		if err != nil {
+			log.Fatal(err)
+		}
+		opts.PoolSize = 128
+		rc := &rawCache{client: redis.NewClient(opts)}
+		if err := rc.Put(context.Background(), sealed); err != nil {
+			log.Fatal(err)
+		}
+		if *batch {
+			cache = rc
+		} else {
+			cache = struct{ httpapi.Cache }{rc} // hides GetMany
+		}
 	}
 	cursorKey, _ := httpapi.DeriveCursorKey(key)
 	api, err := httpapi.New(httpapi.Config{
@@ -148,3 +169,55 @@ func (noFeed) Changes(context.Context, viswals.Filter, httpapi.Pos, int, func(ht
 }
 
 func (noFeed) Listen(ctx context.Context, _ func()) error { <-ctx.Done(); return ctx.Err() }
+
+// rawCache keeps users in Redis as plain JSON, without rediscache: a
+// stand-in to compare one round trip per read with shared round trips.
+type rawCache struct{ client *redis.Client }
+
+func rawKey(id int64) string { return "apibench:raw:" + strconv.FormatInt(id, 10) }
+
+func (c *rawCache) Put(ctx context.Context, users []viswals.SealedUser) error {
+	for i := 0; i < len(users); i += 1000 {
+		pipe := c.client.Pipeline()
+		for _, u := range users[i:min(i+1000, len(users))] {
+			b, _ := json.Marshal(u)
+			pipe.Set(ctx, rawKey(u.ID), b, time.Hour)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *rawCache) Get(ctx context.Context, id int64) (viswals.SealedUser, error) {
+	b, err := c.client.Get(ctx, rawKey(id)).Bytes()
+	return decodeRaw(id, b, err)
+}
+
+func (c *rawCache) GetMany(ctx context.Context, ids []int64) ([]viswals.SealedUser, []error) {
+	users, errs := make([]viswals.SealedUser, len(ids)), make([]error, len(ids))
+	cmds := make([]*redis.StringCmd, len(ids))
+	pipe := c.client.Pipeline()
+	for i, id := range ids {
+		cmds[i] = pipe.Get(ctx, rawKey(id))
+	}
+	pipe.Exec(ctx) //nolint:errcheck // per-command errors below
+	for i, cmd := range cmds {
+		b, err := cmd.Bytes()
+		users[i], errs[i] = decodeRaw(ids[i], b, err)
+	}
+	return users, errs
+}
+
+func decodeRaw(id int64, b []byte, err error) (viswals.SealedUser, error) {
+	if errors.Is(err, redis.Nil) {
+		return viswals.SealedUser{}, viswals.Errorf(viswals.ENOTFOUND, "user %d not cached", id)
+	}
+	if err != nil {
+		return viswals.SealedUser{}, viswals.Errorf(viswals.EUNAVAILABLE, "redis: %v", err)
+	}
+	var u viswals.SealedUser
+	err = json.Unmarshal(b, &u)
+	return u, err
+}
