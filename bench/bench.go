@@ -66,7 +66,7 @@ func Full() Config {
 	return Config{
 		Rows: 1_000_000, WrkDuration: 10 * time.Second, WrkThreads: 2, WrkConns: 64,
 		SSESubs: 2000, SSEBatch: 100, SSERounds: 5,
-		SweepRows: 200_000, BatchSizes: []int{100, 500, 1000, 2000, 5000}, WorkerCounts: []int{1, 2, 4},
+		SweepRows: 200_000, BatchSizes: []int{100, 500, 1000, 2000, 5000}, WorkerCounts: []int{1, 2, 4, 8},
 		Poll: 5 * time.Millisecond,
 	}
 }
