@@ -53,8 +53,13 @@ func errorStatus(err error) (int, string) {
 // never leak.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	status, msg := errorStatus(err)
-	if status >= 500 {
-		log.LogAttrs(r.Context(), slog.LevelError, "request failed",
+	// A client that went away is not a server failure worth a log line.
+	if status >= 500 && r.Context().Err() == nil {
+		level := slog.LevelError
+		if status == http.StatusServiceUnavailable {
+			level = slog.LevelWarn // a dependency is down; it has its own alerts
+		}
+		log.LogAttrs(r.Context(), level, "request failed",
 			slog.String("method", r.Method), slog.String("route", r.Pattern),
 			slog.Int("status", status), slog.String("err", err.Error()))
 	}
