@@ -109,6 +109,7 @@ type Results struct {
 	ConsumerPeakRSS int64
 	ProducerPeakRSS int64
 	RSS             []RSSSample // consumer RSS over the main load
+	CPU             []CPUShare  // CPU seconds by part over the main load
 
 	API      bool   // the consumer serves the users API
 	APIError string // why the read figures are missing
@@ -173,9 +174,10 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		return nil, err
 	}
 	res.E2ESeconds, res.ProducerSeconds = ld.Seconds, ld.ProducerSeconds
-	res.ConsumerPeakRSS, res.ProducerPeakRSS, res.RSS = ld.ConsumerPeakRSS, ld.ProducerPeakRSS, ld.RSS
+	res.ConsumerPeakRSS, res.ProducerPeakRSS, res.RSS, res.CPU = ld.ConsumerPeakRSS, ld.ProducerPeakRSS, ld.RSS, ld.CPU
 	h.logf("  e2e: %.2fs (%.0f rows/s), ratio e2e/copy %.2f (target ≤ 2.0)", res.E2ESeconds, float64(cfg.Rows)/res.E2ESeconds, res.Ratio())
 	h.logf("  consumer peak RSS %s (target ≤ 200 MB), producer peak RSS %s (target ≤ 50 MB)", mb(res.ConsumerPeakRSS), mb(res.ProducerPeakRSS))
+	h.logf("  CPU seconds during the load: %s", cpuLine(res.CPU))
 
 	if cons != nil {
 		err := h.reads(ctx, cons, cfg, res)
@@ -296,6 +298,14 @@ func machine() string {
 		if len(f) > 0 {
 			parts = append(parts, "load average at start "+f[0])
 		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func cpuLine(cpu []CPUShare) string {
+	parts := make([]string, len(cpu))
+	for i, c := range cpu {
+		parts[i] = fmt.Sprintf("%s %.1f", c.Part, c.Seconds)
 	}
 	return strings.Join(parts, ", ")
 }

@@ -226,6 +226,7 @@ type loadResult struct {
 	ConsumerPeakRSS int64
 	ProducerPeakRSS int64
 	RSS             []RSSSample
+	CPU             []CPUShare // CPU seconds by part during the load
 }
 
 // consumer is a running consumer process.
@@ -295,6 +296,7 @@ func (h *harness) load(ctx context.Context, csv string, rows int, env []string, 
 	}
 
 	rssStop := c.proc.sampleRSS(100 * time.Millisecond)
+	cpuBefore := cpuSnapshot()
 	start := time.Now()
 	prod, err := h.start(h.bin["producer"], []string{"--rejects", filepath.Join(h.dir, queue+".rejects.csv"), csv}, common, "producer-"+queue)
 	if err != nil {
@@ -349,6 +351,7 @@ func (h *harness) load(ctx context.Context, csv string, rows int, env []string, 
 		}
 	}
 	res.RSS = rssStop()
+	cpuAfter := cpuSnapshot()
 	if !prodExited {
 		if err := <-prodDone; err != nil {
 			c.proc.stop()
@@ -357,6 +360,16 @@ func (h *harness) load(ctx context.Context, csv string, rows int, env []string, 
 		res.ProducerSeconds = time.Since(start).Seconds()
 	}
 	res.ProducerPeakRSS = prod.peakRSS()
+	var prodCPU float64
+	if ps := prod.cmd.ProcessState; ps != nil {
+		prodCPU = (ps.UserTime() + ps.SystemTime()).Seconds()
+	}
+	for pid := range cpuAfter {
+		if pid == prod.cmd.Process.Pid {
+			delete(cpuAfter, pid)
+		}
+	}
+	res.CPU = cpuSince(cpuBefore, cpuAfter, map[string]float64{"producer": prodCPU})
 	res.ConsumerPeakRSS = c.proc.peakRSS()
 	if err := checkCount(ctx, c.dbURL, rows); err != nil {
 		c.proc.stop()

@@ -33,6 +33,10 @@ func TestParseWrk(t *testing.T) {
 	if w != want {
 		t.Fatalf("got %+v, want %+v", w, want)
 	}
+	timedOut := "  78 requests in 10.09s, 1.53MB read\n  Socket errors: connect 0, read 0, write 0, timeout 78\nRequests/sec:      7.73\n"
+	if w, err := parseWrk(timedOut); err != nil || w.P99 != wrkTimeout || w.Errors != 78 {
+		t.Fatalf("all timed out: got %+v, %v", w, err)
+	}
 	if _, err := parseWrk("unable to connect"); err == nil {
 		t.Fatal("no error for output without figures")
 	}

@@ -107,6 +107,9 @@ var (
 	wrkVersion = "wrk"
 )
 
+// wrkTimeout is wrk's request timeout (its default, given explicitly).
+const wrkTimeout = 2 * time.Second
+
 // wrk runs wrk against http://addr+path with a Lua script.
 func (h *harness) wrk(ctx context.Context, cfg Config, addr, path, script string) (Wrk, error) {
 	f, err := os.CreateTemp(h.dir, "wrk-*.lua")
@@ -117,7 +120,7 @@ func (h *harness) wrk(ctx context.Context, cfg Config, addr, path, script string
 	f.Close()
 	secs := max(1, int(cfg.WrkDuration.Round(time.Second)/time.Second))
 	cmd := exec.CommandContext(ctx, wrkVersion, "-t"+strconv.Itoa(cfg.WrkThreads), "-c"+strconv.Itoa(cfg.WrkConns),
-		"-d"+strconv.Itoa(secs)+"s", "--latency", "-s", f.Name(), "http://"+addr+path)
+		"-d"+strconv.Itoa(secs)+"s", "--timeout", wrkTimeout.String(), "--latency", "-s", f.Name(), "http://"+addr+path)
 	out, err := cmd.CombinedOutput()
 	os.WriteFile(filepath.Join(h.dir, "wrk-"+strings.NewReplacer("/", "_", "?", "_").Replace(path)+".out"), out, 0o644)
 	if err != nil {
@@ -157,7 +160,12 @@ func parseWrk(out string) (Wrk, error) {
 		}
 	}
 	if w.P99 == 0 {
-		return w, fmt.Errorf("no latency distribution in wrk's output:\n%s", out)
+		if w.Requests == 0 || w.Errors == 0 {
+			return w, fmt.Errorf("no latency distribution in wrk's output:\n%s", out)
+		}
+		// Every request timed out: wrk has no latencies, only that each
+		// took longer than its timeout.
+		w.P50, w.P99 = wrkTimeout, wrkTimeout
 	}
 	return w, nil
 }

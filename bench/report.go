@@ -38,6 +38,9 @@ func (r *Results) Markdown(command string) string {
 	fmt.Fprintf(&b, "| **e2e / COPY** | **%.2f** | ≤ %.1f | %s |\n", r.Ratio(), TargetRatio, verdict(r.Ratio() <= TargetRatio))
 	fmt.Fprintf(&b, "| consumer peak RSS | %s | ≤ 200 MB | %s |\n", mb(r.ConsumerPeakRSS), verdict(r.ConsumerPeakRSS <= TargetConsumerRSS))
 	fmt.Fprintf(&b, "| producer peak RSS | %s | ≤ 50 MB | %s |\n", mb(r.ProducerPeakRSS), verdict(r.ProducerPeakRSS <= TargetProducerRSS))
+	if len(r.CPU) > 0 {
+		fmt.Fprintf(&b, "| CPU seconds used during the load (services: whole process, shared with the rest of the machine) | %s | | |\n", cpuLine(r.CPU))
+	}
 	switch {
 	case c.LoadOnly:
 	case !r.API:
