@@ -154,12 +154,14 @@ func (in *Ingester) dropUnchanged(ctx context.Context, batch, changed []viswals.
 	}
 	if !in.cacheBreaker.allow() {
 		in.stale.addIDs(ids)
+		in.drainStaleLater()
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.opts.CacheTimeout)
 	defer cancel()
 	if err := inv.Delete(ctx, ids); err != nil {
 		in.stale.addIDs(ids)
+		in.drainStaleLater()
 		in.cacheBreaker.fail()
 		in.opts.Logger.Warn("cache invalidation failed; continuing without cache", "users", len(ids), "err", err)
 		in.opts.Metrics.CacheErrors.Inc()
@@ -171,6 +173,7 @@ func (in *Ingester) dropUnchanged(ctx context.Context, batch, changed []viswals.
 func (in *Ingester) putCache(ctx context.Context, users []viswals.SealedUser) {
 	if !in.cacheBreaker.allow() {
 		in.stale.addUsers(users)
+		in.drainStaleLater()
 		return
 	}
 	// Entries the cache missed go first: it may have come back with
@@ -186,6 +189,7 @@ func (in *Ingester) putCache(ctx context.Context, users []viswals.SealedUser) {
 		// it from replacing anything newer, and the stale set from
 		// outliving a newer write that was skipped.
 		in.stale.addUsers(users)
+		in.drainStaleLater()
 		in.cacheBreaker.fail()
 		in.opts.Logger.Warn("cache write failed; continuing without cache", "users", len(users), "err", err)
 		in.opts.Metrics.CacheErrors.Inc()

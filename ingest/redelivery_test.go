@@ -142,3 +142,25 @@ func TestCacheOutageDropsMissedEntriesOnRecovery(t *testing.T) {
 	assert.Equal(t, 1, cache.deletedAll)
 	assert.Equal(t, []int64{4, 5, 6}, cache.ids)
 }
+
+// The cache may come back after the last write of a load: the entries it
+// missed are dropped all the same, by a retry in the background.
+func TestCacheOutageDropsMissedEntriesWithoutFurtherWrites(t *testing.T) {
+	t.Parallel()
+	store := &versionedStore{versions: map[int64]viswals.Version{}}
+	cache := &deletingCache{fakeCache: fakeCache{err: errors.New("redis down")}}
+	in := New(store, cache, fakeSealer{}, fastOptions())
+	in.cacheBreaker.cooldown = time.Millisecond
+	_, err := in.Ingest(context.Background(), []viswals.Record{rec(1, "a@b"), rec(2, "c@d")})
+	require.NoError(t, err)
+
+	cache.mu.Lock()
+	cache.err = nil
+	cache.mu.Unlock()
+	require.Eventually(t, func() bool {
+		cache.mu.Lock()
+		defer cache.mu.Unlock()
+		return len(cache.deleted) == 2
+	}, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return !in.stale.draining.Load() }, 10*time.Second, time.Millisecond, "the retry goroutine should end")
+}

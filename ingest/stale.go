@@ -3,6 +3,8 @@ package ingest
 import (
 	"context"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/viswals/viswals"
 )
@@ -21,6 +23,16 @@ type staleSet struct {
 	mu       sync.Mutex
 	ids      []int64
 	overflow bool // more than maxStale: drop every entry
+	// draining is set while a goroutine retries dropping the set: the
+	// cache may come back after the last write of a load, and nothing
+	// else would then drop the entries it missed.
+	draining atomic.Bool
+}
+
+func (s *staleSet) empty() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.ids) == 0 && !s.overflow
 }
 
 func (s *staleSet) addUsers(users []viswals.SealedUser) {
@@ -102,4 +114,41 @@ func (in *Ingester) dropStale(ctx context.Context) error {
 		ids = ids[len(chunk):]
 	}
 	return nil
+}
+
+// drainStaleLater makes sure a goroutine drops the stale set once the
+// cache answers again, probing it every breaker cooldown, and ends when
+// the set is empty. There is at most one such goroutine.
+func (in *Ingester) drainStaleLater() {
+	if _, ok := in.cache.(invalidator); !ok || !in.stale.draining.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		for {
+			in.drainStale()
+			in.stale.draining.Store(false)
+			// Ids added after the last look and before the flag was
+			// cleared found it set: look again.
+			if in.stale.empty() || !in.stale.draining.CompareAndSwap(false, true) {
+				return
+			}
+		}
+	}()
+}
+
+func (in *Ingester) drainStale() {
+	t := time.NewTimer(in.cacheBreaker.cooldown)
+	defer t.Stop()
+	for !in.stale.empty() {
+		<-t.C
+		if in.cacheBreaker.allow() {
+			if err := in.dropStale(context.Background()); err != nil {
+				in.cacheBreaker.fail()
+				in.opts.Logger.Warn("cache still unreachable; will drop the entries it missed later", "err", err)
+			} else {
+				in.cacheBreaker.succeed()
+			}
+		}
+		t.Reset(in.cacheBreaker.cooldown)
+	}
 }
