@@ -21,6 +21,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/viswals/viswals"
 	"github.com/viswals/viswals/emailcrypt"
 	"github.com/viswals/viswals/rediscache"
 )
@@ -503,26 +504,56 @@ func (s *stack) finish(want map[int64]wantUser, wantDLQ int, consumers ...*consu
 // returns how many there are.
 func (s *stack) checkCache(want map[int64]wantUser) int {
 	s.t.Helper()
+	stale, n, err := s.staleCache(want)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if len(stale) > 0 {
+		s.t.Fatalf("Redis holds %d stale or unknown users of %d cached:\n  %s", len(stale), n, strings.Join(stale[:min(5, len(stale))], "\n  "))
+	}
+	return n
+}
+
+// waitCacheCurrent waits until no cached user differs from want: the
+// consumer drops what its cache missed a breaker cooldown after the cache
+// answers again.
+func (s *stack) waitCacheCurrent(want map[int64]wantUser) {
+	s.t.Helper()
+	var last time.Time
+	s.waitFor("every cached user to be current", startTimeout, func() (bool, string) {
+		if time.Since(last) < time.Second {
+			return false, "(scanned less than a second ago)"
+		}
+		last = time.Now()
+		stale, n, err := s.staleCache(want)
+		return err == nil && len(stale) == 0, fmt.Sprintf("%d stale of %d cached, %v", len(stale), n, err)
+	})
+}
+
+// staleCache describes the cached users that differ from want and counts
+// the cached users.
+func (s *stack) staleCache(want map[int64]wantUser) (stale []string, n int, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	client := newRedisClient(s.redis.port)
 	defer client.Close()
 	cache := rediscache.New(client, rediscache.Options{Prefix: "users:"})
-	n := 0
-	var stale []string
 	iter := client.Scan(ctx, 0, "users:*", 1000).Iterator()
 	for iter.Next(ctx) {
 		id, err := strconv.ParseInt(strings.TrimPrefix(iter.Val(), "users:"), 10, 64)
 		if err != nil {
-			s.t.Fatalf("unexpected key %q in Redis", iter.Val())
+			return nil, 0, fmt.Errorf("unexpected key %q in Redis", iter.Val())
 		}
 		su, err := cache.Get(ctx, id)
+		if viswals.ErrorCode(err) == viswals.ENOTFOUND {
+			continue // deleted since the scan saw it
+		}
 		if err != nil {
-			s.t.Fatalf("read cached user %d: %v", id, err)
+			return nil, 0, fmt.Errorf("read cached user %d: %w", id, err)
 		}
 		email, err := s.ring.Decrypt(su.EmailSealed)
 		if err != nil {
-			s.t.Fatalf("cached user %d: decrypt: %v", id, err)
+			return nil, 0, fmt.Errorf("cached user %d: decrypt: %w", id, err)
 		}
 		got := wantUser{ID: su.ID, First: su.FirstName, Last: su.LastName, Email: email,
 			Created: su.CreatedAt.UnixMilli(), Deleted: millis(su.DeletedAt), Merged: millis(su.MergedAt), Parent: su.ParentUserID}
@@ -532,12 +563,9 @@ func (s *stack) checkCache(want map[int64]wantUser) int {
 		n++
 	}
 	if err := iter.Err(); err != nil {
-		s.t.Fatalf("scan Redis: %v", err)
+		return nil, 0, fmt.Errorf("scan Redis: %w", err)
 	}
-	if len(stale) > 0 {
-		s.t.Fatalf("Redis holds %d stale or unknown users of %d cached:\n  %s", len(stale), n, strings.Join(stale[:min(5, len(stale))], "\n  "))
-	}
-	return n
+	return stale, n, nil
 }
 
 // apiUser is the HTTP API's JSON user.
