@@ -2,6 +2,7 @@ package faults_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -160,6 +161,9 @@ func tailFile(path string, n int) string {
 	return b.String()
 }
 
+// runTimeout bounds a command run by run.
+const runTimeout = 5 * time.Minute
+
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -188,9 +192,12 @@ outer:
 	return append(env, set...)
 }
 
-// run runs a short command and returns its combined output.
+// run runs a short command (pg_ctl, rabbitmqctl, go build...) and returns
+// its combined output. It kills the command after runTimeout.
 func run(env []string, dir, path string, args ...string) (string, error) {
-	cmd := exec.Command(path, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env, cmd.Dir = env, dir
 	out, err := cmd.CombinedOutput()
 	if err != nil {
