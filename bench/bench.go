@@ -55,7 +55,7 @@ type Config struct {
 func Smoke() Config {
 	return Config{
 		Rows: 20_000, WrkDuration: 3 * time.Second, WrkThreads: 2, WrkConns: 64,
-		SSESubs: 100, SSEBatch: 50, SSERounds: 2,
+		SSESubs: 100, SSEBatch: 10, SSERounds: 3,
 		SweepRows: 5_000, BatchSizes: []int{100, 1000}, WorkerCounts: []int{1, 2},
 		Poll: 5 * time.Millisecond,
 	}
@@ -65,7 +65,7 @@ func Smoke() Config {
 func Full() Config {
 	return Config{
 		Rows: 1_000_000, WrkDuration: 10 * time.Second, WrkThreads: 2, WrkConns: 64,
-		SSESubs: 2000, SSEBatch: 100, SSERounds: 5,
+		SSESubs: 2000, SSEBatch: 10, SSERounds: 10,
 		SweepRows: 200_000, BatchSizes: []int{100, 500, 1000, 2000, 5000}, WorkerCounts: []int{1, 2, 4, 8},
 		Poll: 5 * time.Millisecond,
 	}

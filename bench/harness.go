@@ -169,8 +169,10 @@ func (h *harness) dropQueue(q string) {
 	ch.ExchangeDelete(q+".dlx", false, false)
 }
 
-// dropKeys removes every Redis key under prefix.
-func (h *harness) dropKeys(prefix string) {
+// dropKeys removes the cache entries of ids 1..rows and of the SSE users
+// under prefix: UNLINK by name, since a SCAN would walk the whole shared
+// keyspace.
+func (h *harness) dropKeys(prefix string, rows int) {
 	opts, err := redis.ParseURL(h.cfg.RedisURL)
 	if err != nil {
 		return
@@ -179,19 +181,26 @@ func (h *harness) dropKeys(prefix string) {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var cursor uint64
-	for {
-		keys, next, err := c.Scan(ctx, cursor, prefix+"*", 10_000).Result()
-		if err != nil {
-			return
+	var ids []int64
+	for id := int64(1); id <= int64(rows); id++ {
+		ids = append(ids, id)
+	}
+	for id := sseBaseID; id < sseBaseID+100_000; id++ {
+		ids = append(ids, id)
+	}
+	const chunk = 10_000
+	pipe := c.Pipeline()
+	for i := 0; i < len(ids); i += chunk {
+		keys := make([]string, 0, chunk)
+		for _, id := range ids[i:min(len(ids), i+chunk)] {
+			keys = append(keys, prefix+strconv.FormatInt(id, 10))
 		}
-		if len(keys) > 0 {
-			c.Unlink(ctx, keys...)
-		}
-		if cursor = next; cursor == 0 {
-			return
+		pipe.Unlink(ctx, keys...)
+		if pipe.Len() == 10 {
+			pipe.Exec(ctx)
 		}
 	}
+	pipe.Exec(ctx)
 }
 
 // bareCopy times psql \copy of the CSV into a fresh table with a primary key.
@@ -249,7 +258,7 @@ func (h *harness) load(ctx context.Context, csv string, rows int, env []string, 
 	if err := h.createDB(ctx, db); err != nil {
 		return res, nil, err
 	}
-	h.cleanup = append(h.cleanup, func() { h.dropQueue(queue) }, func() { h.dropKeys(prefix) })
+	h.cleanup = append(h.cleanup, func() { h.dropQueue(queue) }, func() { h.dropKeys(prefix, rows) })
 	port, err := freePort()
 	if err != nil {
 		return res, nil, err

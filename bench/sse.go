@@ -19,6 +19,10 @@ import (
 	"github.com/viswals/viswals/postgres"
 )
 
+// sseBaseID is the first id of the users the SSE rounds commit, above any
+// loaded id.
+const sseBaseID = int64(2_000_000_000)
+
 // SSEResult is the live delivery of committed users to many subscribers.
 type SSEResult struct {
 	Subscribers    int
@@ -125,11 +129,10 @@ func (h *harness) sse(ctx context.Context, cons *consumer, cfg Config) (SSEResul
 	time.Sleep(time.Second)
 
 	commits := map[int64]time.Time{}
-	base := int64(2_000_000_000)
 	for round := range cfg.SSERounds {
 		batch := make([]viswals.SealedUser, cfg.SSEBatch)
 		for i := range batch {
-			id := base + int64(round*cfg.SSEBatch+i)
+			id := sseBaseID + int64(round*cfg.SSEBatch+i)
 			rec := viswals.Record{
 				User: viswals.User{ID: id, FirstName: marker, LastName: "Live",
 					Email: fmt.Sprintf("sse.%d@example.com", id), CreatedAt: time.Now().UTC().Truncate(time.Millisecond)},
@@ -146,7 +149,7 @@ func (h *harness) sse(ctx context.Context, cons *consumer, cfg Config) (SSEResul
 		for _, u := range batch {
 			commits[u.ID] = at
 		}
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond) // each round on its own, not queued behind the last
 	}
 	select {
 	case <-allDone:
