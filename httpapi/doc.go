@@ -24,6 +24,9 @@
 //	go api.Run(ctx) // feeds live SSE streams until ctx ends
 //	srv := httpapi.NewServer(":8080", api)
 //
+// A cache that also implements BatchCache (GetMany: many ids in one round
+// trip) lets concurrent GET /users/{id} requests share Redis round trips.
+//
 // Errors from the stores carry viswals error codes; errorStatus (respond.go)
 // is the one place that turns them into HTTP statuses.
 package httpapi
