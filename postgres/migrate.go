@@ -48,8 +48,8 @@ func Migrate(ctx context.Context, connURL string) error {
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	// Closing m closes driver (its dedicated connection) and src; db is
-	// closed by the defer above.
+	// Closing m closes src and driver, and with it db (the deferred
+	// db.Close covers the early returns).
 	defer m.Close()
 
 	// Stop between migrations when ctx is done.

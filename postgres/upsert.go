@@ -30,27 +30,25 @@ const NotifyChannel = "users_changed"
 // streams nothing. A transaction that changed something notifies
 // NotifyChannel before it commits.
 //
-// How: a batch of new ids is written with COPY, as fast as Postgres loads
-// rows; if any id exists already the COPY fails as a whole (unique
-// violation) and the batch goes through INSERT ... ON CONFLICT instead.
-// Either path gives the same result; only speed differs (see
-// bench_test.go). A failed COPY costs time, so after one the next batches
-// go straight to the upsert for a while (see pauseCopy).
+// How: a batch that looks new (neither its lowest nor its highest id is
+// stored) is written with COPY, as fast as Postgres loads rows; if an id
+// in between exists the COPY fails as a whole (unique violation) and the
+// batch goes through INSERT ... ON CONFLICT instead, as does any batch
+// that does not look new. Either path gives the same result; only speed
+// differs (see bench_test.go).
 func (s *Store) UpsertBatch(ctx context.Context, users []viswals.SealedUser) ([]viswals.SealedUser, error) {
 	if len(users) == 0 {
 		return nil, nil
 	}
 	batch := latestByID(users)
 	if s.tryCopy() {
-		err := s.copyNew(ctx, batch)
-		if err == nil {
-			s.copyPauseLen.Store(0)
-			return batch, nil
-		}
-		if !isUniqueViolation(err) {
+		copied, err := s.copyIfNew(ctx, batch)
+		if err != nil {
 			return nil, classify("upsert batch", err)
 		}
-		s.pauseCopy()
+		if copied {
+			return batch, nil
+		}
 	}
 	changed, err := s.upsert(ctx, batch)
 	if err != nil {
@@ -59,13 +57,35 @@ func (s *Store) UpsertBatch(ctx context.Context, users []viswals.SealedUser) ([]
 	return changed, nil
 }
 
-// After a COPY met an existing id, the next batches probably hold existing
-// ids too (a reload, a later export), and a failed COPY costs about as much
-// as the upsert it precedes. So COPY pauses for a number of batches that
-// doubles while it keeps failing, from minCopyPause to maxCopyPause, and
-// resets when it succeeds: a reload of 1000 batches wastes about ten COPYs,
-// and a fresh load that follows it runs at most maxCopyPause batches
-// through the slower upsert.
+// copyIfNew writes batch with COPY if its ids are new, and reports whether
+// it did.
+func (s *Store) copyIfNew(ctx context.Context, batch []viswals.SealedUser) (bool, error) {
+	// Two index probes: a reload or a later export of the same users is
+	// caught here, without the cost of a failed COPY.
+	var exists bool
+	err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM users WHERE id IN ($1, $2))",
+		batch[0].ID, batch[len(batch)-1].ID).Scan(&exists)
+	if err != nil || exists {
+		return false, err
+	}
+	err = s.copyNew(ctx, batch)
+	switch {
+	case err == nil:
+		s.copyPauseLen.Store(0)
+		return true, nil
+	case isUniqueViolation(err):
+		s.pauseCopy()
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// When a COPY met an existing id between a new lowest and highest id, the
+// batches that follow probably mix stored and new ids too (a file with
+// duplicate ids), and a failed COPY costs two to three upserts. So COPY
+// pauses for a number of batches that doubles while it keeps failing, from
+// minCopyPause to maxCopyPause, and resets when it succeeds.
 const (
 	minCopyPause = 16
 	maxCopyPause = 128

@@ -202,8 +202,10 @@ func TestUpsert_ConcurrentOverlappingBatches(t *testing.T) {
 	})
 }
 
-// A COPY that meets an existing id falls back to the upsert, and COPY
-// pauses for a number of batches that doubles while it keeps failing.
+// A batch whose lowest or highest id is stored goes straight to the
+// upsert. A COPY that meets a stored id in between falls back to the
+// upsert, and COPY pauses for a number of batches that doubles while it
+// keeps failing.
 func TestUpsert_CopyFallbackAndPause(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)
@@ -211,24 +213,30 @@ func TestUpsert_CopyFallbackAndPause(t *testing.T) {
 
 	upsert(t, s, user(5, "Five", "X", "5@example.com", 1, 5)) // COPY
 	require.Zero(t, s.CopyPause())
+	upsert(t, s, user(5, "Five", "Y", "5@example.com", 2, 5), user(7, "Seven", "X", "7@example.com", 2, 7))
+	require.Zero(t, s.CopyPause(), "5 is stored: no COPY tried")
 
 	changed := upsert(t, s,
-		user(4, "Four", "X", "4@example.com", 2, 4),
-		user(5, "Five", "Y", "5@example.com", 2, 5),
-		user(6, "Six", "X", "6@example.com", 2, 6))
+		user(4, "Four", "X", "4@example.com", 3, 4),
+		user(5, "Five", "Z", "5@example.com", 3, 5),
+		user(6, "Six", "X", "6@example.com", 3, 6))
 	require.Equal(t, []int64{4, 5, 6}, ids(changed))
 	got, err := s.Get(ctx, 5)
 	require.NoError(t, err)
-	require.Equal(t, "Y", got.LastName)
-	require.EqualValues(t, 16, s.CopyPause())
+	require.Equal(t, "Z", got.LastName)
+	require.EqualValues(t, 16, s.CopyPause(), "the COPY failed on 5")
 
 	for i := range 16 {
-		upsert(t, s, user(int64(100+i), "New", "X", "n@example.com", 3, int64(i)))
+		upsert(t, s, user(int64(100+i), "New", "X", "n@example.com", 4, int64(i)))
 	}
 	require.Zero(t, s.CopyPause())
-	upsert(t, s, user(4, "Four", "Z", "4@example.com", 4, 4)) // COPY fails again
-	require.EqualValues(t, 32, s.CopyPause())
-	got, err = s.Get(ctx, 4)
+	upsert(t, s, user(1, "One", "X", "1@example.com", 5, 1), user(6, "Six", "Z", "6@example.com", 5, 6), user(9, "Nine", "X", "9@example.com", 5, 9))
+	require.EqualValues(t, 32, s.CopyPause(), "the COPY failed on 6 again")
+	got, err = s.Get(ctx, 6)
 	require.NoError(t, err)
 	require.Equal(t, "Z", got.LastName)
+	for _, id := range []int64{1, 9} {
+		_, err := s.Get(ctx, id)
+		require.NoError(t, err)
+	}
 }
