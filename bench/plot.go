@@ -78,7 +78,16 @@ func drawPanel(img *image.RGBA, p Panel, r image.Rectangle) {
 		s := formatTick(v)
 		text(img, left-8-textWidth(s, scale), y-7, s, scale, black)
 	}
-	for _, v := range p.X {
+	xticks := p.X
+	if len(p.X) > 10 { // a time series: round ticks, not one per sample
+		xticks = nil
+		lo, hi := p.X[0], p.X[len(p.X)-1]
+		st := niceStep((hi - lo) / 6)
+		for v := math.Ceil(lo/st) * st; v <= hi; v += st {
+			xticks = append(xticks, v)
+		}
+	}
+	for _, v := range xticks {
 		x := px(v)
 		vline(img, x, bottom, bottom+6, black)
 		s := formatTick(v)
