@@ -31,6 +31,12 @@ import (
 //
 // A resumed stream continues from its last position. Positions are the
 // same in every process, so any API process can resume any stream.
+//
+// The price: the horizon is the oldest transaction running on the whole
+// server, so a long writing transaction anywhere (a session left idle in a
+// transaction, say) delays the live phase until it ends. The consumer's
+// transactions last one batch; on a shared server set
+// idle_in_transaction_session_timeout.
 
 // ChangePos is a position in the changefeed: the transaction that made a
 // change and the user's id.
