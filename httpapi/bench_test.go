@@ -1,10 +1,13 @@
 package httpapi
 
 import (
+	"cmp"
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,8 +89,39 @@ func BenchmarkBareHandler(b *testing.B) {
 	}
 }
 
+// sliceStore is a Store over users sorted by id, so that BenchmarkListUsers
+// measures the handler rather than the fake.
+type sliceStore struct {
+	*memDB
+	users []viswals.SealedUser
+}
+
+func (s sliceStore) List(ctx context.Context, f viswals.Filter, afterID int64, limit int, fn func(viswals.SealedUser) error) error {
+	i, _ := slices.BinarySearchFunc(s.users, afterID+1, func(u viswals.SealedUser, id int64) int { return cmp.Compare(u.ID, id) })
+	for ; i < len(s.users) && limit > 0; i++ {
+		if matchFilter(f, s.users[i]) {
+			limit--
+			if err := fn(s.users[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func BenchmarkListUsers(b *testing.B) {
-	api, _ := benchAPI(b, 1000)
+	api, db := benchAPI(b, 1000)
+	store := sliceStore{memDB: db}
+	db.List(b.Context(), viswals.Filter{}, 0, 1000, func(u viswals.SealedUser) error {
+		store.users = append(store.users, u)
+		return nil
+	})
+	api, err := New(Config{CursorKey: testKey, Registry: prometheus.NewRegistry(),
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))},
+		Deps{Store: store, Keys: api.deps.Keys, Feed: db})
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, q := range []string{"limit=100", "limit=1000", "limit=100&first_name=first&last_name=LAST"} {
 		b.Run(q, func(b *testing.B) {
 			req := httptest.NewRequest(http.MethodGet, "/users?"+q, nil)
