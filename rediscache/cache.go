@@ -176,8 +176,35 @@ func (c *Cache) Put(ctx context.Context, users []viswals.SealedUser) error {
 // caller's Put of the user read from Postgres lands; a Redis failure is
 // an EUNAVAILABLE error.
 func (c *Cache) Get(ctx context.Context, id int64) (viswals.SealedUser, error) {
+	v, err := c.client.Get(ctx, c.Key(id)).Bytes()
+	return c.decode(ctx, id, v, err)
+}
+
+// GetMany is Get for many ids in one pipelined round trip: for each id, in
+// order, the user or the error Get would have returned. The API uses it
+// to share round trips between concurrent reads.
+func (c *Cache) GetMany(ctx context.Context, ids []int64) ([]viswals.SealedUser, []error) {
+	users := make([]viswals.SealedUser, len(ids))
+	errs := make([]error, len(ids))
+	cmds := make([]*redis.StringCmd, len(ids))
+	// One GET per key rather than MGET: keys of one MGET must share a
+	// hash slot on a Redis Cluster.
+	_, _ = c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.Get(ctx, c.Key(id))
+		}
+		return nil
+	})
+	for i, id := range ids {
+		v, err := cmds[i].Bytes()
+		users[i], errs[i] = c.decode(ctx, id, v, err)
+	}
+	return users, errs
+}
+
+// decode turns the reply to a GET of user id into the user or Get's error.
+func (c *Cache) decode(ctx context.Context, id int64, v []byte, err error) (viswals.SealedUser, error) {
 	key := c.Key(id)
-	v, err := c.client.Get(ctx, key).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return viswals.SealedUser{}, viswals.Errorf(viswals.ENOTFOUND, "user %d is not cached", id)
 	}
