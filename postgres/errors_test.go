@@ -94,12 +94,16 @@ func TestErrors_ConnectionsKilled(t *testing.T) {
 	_, err := admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
 	require.NoError(t, err)
 
-	_, err = s.UpsertBatch(ctx, []viswals.SealedUser{user(2, "C", "D", "c@example.com", 1, 2)})
-	if err != nil {
-		require.Equal(t, viswals.EUNAVAILABLE, viswals.ErrorCode(err), "%v", err)
+	// Each pooled connection may be found dead once, by the call that uses
+	// it; the pool then replaces it.
+	for attempt := 0; ; attempt++ {
 		_, err = s.UpsertBatch(ctx, []viswals.SealedUser{user(2, "C", "D", "c@example.com", 1, 2)})
+		if err == nil {
+			break
+		}
+		require.Equal(t, viswals.EUNAVAILABLE, viswals.ErrorCode(err), "%v", err)
+		require.Less(t, attempt, 4, "the store does not recover: %v", err)
 	}
-	require.NoError(t, err)
 	_, err = s.Get(ctx, 2)
 	require.NoError(t, err)
 }
