@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+)
+
+// TestBrowserShowsUsersLoadedByTheProducer opens the live page of a running
+// consumer in headless Chromium, loads users through the real producer and
+// waits for them to appear in the table. (httpapi's browser test covers
+// filters, markup in names and reconnection.)
+func TestBrowserShowsUsersLoadedByTheProducer(t *testing.T) {
+	t.Parallel()
+	browser, err := exec.LookPath("chromium")
+	require.NoError(t, err, "the browser test needs Chromium: apt-get install chromium")
+	e := newTestEnv(t)
+	base := e.startConsumer(t)
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true))
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	defer cancelTimeout()
+
+	waitJS := func(what, cond string) {
+		t.Helper()
+		waitFor(t, 30*time.Second, what, func() bool {
+			ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](cond))
+			require.NoError(t, err, what)
+			return ok
+		})
+	}
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(base+"/")))
+	waitJS("the page's stream is live", `document.querySelector('#state').textContent === 'live'`)
+	waitJS("the table is empty", `document.querySelectorAll('#rows tr').length === 0`)
+
+	path := filepath.Join(t.TempDir(), "users.csv")
+	require.NoError(t, os.WriteFile(path, []byte(input), 0o600))
+	e.produce(t, path)
+
+	rowIDs := `Array.from(document.querySelectorAll('#rows tr')).map(tr => tr.dataset.id).sort().join(',')`
+	waitJS("the loaded users appear", rowIDs+` === '1,10,2,3,4'`)
+	email, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.CSS(`#rows tr[data-id="3"] td:nth-child(4)`)))
+	require.NoError(t, err)
+	require.Equal(t, "zoe@example.com", email, "the page shows the decrypted email")
+
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	require.NoError(t, err)
+	shot := filepath.Join(t.TempDir(), "live-page.png")
+	require.NoError(t, os.WriteFile(shot, png, 0o644))
+	t.Logf("screenshot: %s (%d bytes)", shot, len(png))
+}
