@@ -66,9 +66,7 @@ func (s Snapshot) Visible(xid uint64) bool {
 
 // Start is the changefeed position at which the live phase of a stream
 // opened at s begins: just before the first transaction s may not see.
-func (s Snapshot) Start() ChangePos {
-	return ChangePos{XID: s.Xmin - 1, ID: math.MaxInt64}
-}
+func (s Snapshot) Start() ChangePos { return HorizonPos(s.Xmin) }
 
 // String formats s as Postgres does: "xmin:xmax:xip1,xip2".
 func (s Snapshot) String() string {
@@ -118,6 +116,13 @@ func ParseSnapshot(text string) (Snapshot, error) {
 	return s, nil
 }
 
+// HorizonPos is the position just before horizon: a caller that got every
+// change below the horizon (a page of fewer than limit users) can resume
+// from there.
+func HorizonPos(horizon uint64) ChangePos {
+	return ChangePos{XID: horizon - 1, ID: math.MaxInt64}
+}
+
 // CurrentSnapshot returns the snapshot a statement starting now would see.
 func (s *Store) CurrentSnapshot(ctx context.Context) (Snapshot, error) {
 	var text string
@@ -136,8 +141,11 @@ func (s *Store) CurrentSnapshot(ctx context.Context) (Snapshot, error) {
 // The horizon is the xmin of the current snapshot: every change below it
 // is committed and none can appear there later, so a page of fewer than
 // limit users means every matching change before the horizon was
-// delivered, and the caller may wait for more (see Listen). An error from
-// fn stops the walk and is returned as it is.
+// delivered, and the caller may wait for more (see Listen). Such a caller
+// should then move its position up to HorizonPos(horizon) if that is
+// further: with a filter, changes that do not match are otherwise scanned
+// again by every call. An error from fn stops the walk and is returned as
+// it is.
 func (s *Store) Changes(ctx context.Context, f viswals.Filter, after ChangePos, limit int, fn func(ChangePos, viswals.SealedUser) error) (horizon uint64, err error) {
 	if limit < 1 {
 		return 0, invalidf("changes: limit must be >= 1, got %d", limit)

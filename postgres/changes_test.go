@@ -68,8 +68,11 @@ func TestChanges_OrderAndHorizon(t *testing.T) {
 	require.Empty(t, got)
 
 	// Filters apply.
-	got, _ = changesFrom(t, s, viswals.Filter{FirstName: "ANN"}, postgres.ChangePos{}, 10)
+	got, horizon := changesFrom(t, s, viswals.Filter{FirstName: "ANN"}, postgres.ChangePos{}, 10)
 	require.Equal(t, want[2:], positions(got))
+	// Everything below the horizon was seen: resuming there skips it all.
+	got, _ = changesFrom(t, s, viswals.Filter{}, postgres.HorizonPos(horizon), 10)
+	require.Empty(t, got)
 
 	// Rewriting the same content does not move a row.
 	upsert(t, s, user(1, "Cid", "C", "c@example.com", 3, 3))
