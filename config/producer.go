@@ -35,7 +35,7 @@ func ParseProducer(args []string, getenv Getenv, out io.Writer) (Producer, error
 	s.String(&c.RejectsPath, "rejects", "", "", "where to write rejected rows (default: FILE with .rejects.csv, or rejects.csv for stdin)")
 	s.String(&c.RabbitURL, "rabbitmq-url", "RABBITMQ_CONN_URL", DefaultRabbitURL, "RabbitMQ URL")
 	s.String(&c.Queue, "queue", "RABBITMQ_QUEUE_NAME", DefaultQueue, "queue to publish to")
-	s.Int(&c.BatchSize, "batch", "PRODUCER_BATCH_SIZE", 1000, "users per message")
+	s.Int(&c.BatchSize, "batch", "PRODUCER_BATCH_SIZE", 2000, "users per message")
 	s.String(&c.Format, "format", "PRODUCER_FORMAT", "gob", "message encoding: gob or json")
 	s.Int(&c.MaxInFlight, "max-in-flight", "PRODUCER_MAX_IN_FLIGHT", 64, "messages published but not yet confirmed")
 	s.Duration(&c.ReconnectTimeout, "reconnect-timeout", "PRODUCER_RECONNECT_TIMEOUT", time.Minute, "give up when the broker stays unreachable this long")
