@@ -28,7 +28,7 @@ func TestParseProducer(t *testing.T) {
 			assert.Equal(t, "in.csv", c.Input)
 			assert.Equal(t, DefaultRabbitURL, c.RabbitURL)
 			assert.Equal(t, DefaultQueue, c.Queue)
-			assert.Equal(t, 1000, c.BatchSize)
+			assert.Equal(t, 2000, c.BatchSize)
 			assert.Equal(t, "gob", c.Format)
 		}},
 		{name: "env then flag wins", args: []string{"--batch", "7", "-"}, env: map[string]string{"PRODUCER_BATCH_SIZE": "5", "RABBITMQ_QUEUE_NAME": "q1"}, want: func(t *testing.T, c Producer) {
