@@ -37,7 +37,7 @@ func ParseProducer(args []string, getenv Getenv, out io.Writer) (Producer, error
 	s.String(&c.Queue, "queue", "RABBITMQ_QUEUE_NAME", DefaultQueue, "queue to publish to")
 	s.Int(&c.BatchSize, "batch", "PRODUCER_BATCH_SIZE", 2000, "users per message")
 	s.String(&c.Format, "format", "PRODUCER_FORMAT", "gob", "message encoding: gob or json")
-	s.Int(&c.MaxInFlight, "max-in-flight", "PRODUCER_MAX_IN_FLIGHT", 64, "messages published but not yet confirmed")
+	s.Int(&c.MaxInFlight, "max-in-flight", "PRODUCER_MAX_IN_FLIGHT", 32, "messages published but not yet confirmed")
 	s.Duration(&c.ReconnectTimeout, "reconnect-timeout", "PRODUCER_RECONNECT_TIMEOUT", time.Minute, "give up when the broker stays unreachable this long")
 	s.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	if err := s.parse(args); err != nil {
