@@ -122,6 +122,14 @@ func serve(ctx context.Context, cfg config.Consumer, logger *slog.Logger, ready 
 		defer stopPprof()
 	}
 	g.Go(func() error { return api.Run(gctx) })
+	if cfg.AnalyzeRows > 0 {
+		g.Go(func() error {
+			store.KeepAnalyzed(gctx, 2*time.Second, int64(cfg.AnalyzeRows), func(err error) {
+				logger.Warn("refreshing table statistics failed", "err", err)
+			})
+			return nil
+		})
+	}
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
