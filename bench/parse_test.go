@@ -29,7 +29,7 @@ func TestParseWrk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Wrk{RPS: 74645.40, P50: 549 * time.Microsecond, P99: 8310 * time.Microsecond, Requests: 224068, Errors: 3}
+	want := Wrk{RPS: 74645.40, P50: 549 * time.Microsecond, P99: 8310 * time.Microsecond, Requests: 224068, Errors: 3, Non2xx: 3}
 	if w != want {
 		t.Fatalf("got %+v, want %+v", w, want)
 	}

@@ -20,7 +20,8 @@ type Wrk struct {
 	RPS      float64
 	P50, P99 time.Duration
 	Requests int64
-	Errors   int64 // non-2xx responses and socket errors
+	Errors   int64 // non-2xx responses and socket errors (timeouts included)
+	Non2xx   int64 // responses with a status other than 2xx or 3xx
 }
 
 // apiAvailable reports whether the consumer serves the users API: GET
@@ -142,6 +143,7 @@ func parseWrk(out string) (Wrk, error) {
 	if m := reNon2xx.FindStringSubmatch(out); m != nil {
 		n, _ := strconv.ParseInt(m[1], 10, 64)
 		w.Errors += n
+		w.Non2xx = n
 	}
 	if m := reSockErr.FindStringSubmatch(out); m != nil {
 		for _, s := range m[1:] {
