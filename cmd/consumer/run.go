@@ -35,7 +35,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stder
 	if err != nil {
 		return err
 	}
-	logger := newLogger(stderr, cfg.LogLevel)
+	logger := config.NewLogger(stderr, cfg.LogLevel)
 	switch cmd {
 	case "dlq":
 		return runDLQ(ctx, cfg, rest, stdout)
@@ -198,12 +198,4 @@ func healthcheck(ctx context.Context, addr string) error {
 		return fmt.Errorf("healthz: status %d", resp.StatusCode)
 	}
 	return nil
-}
-
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 }

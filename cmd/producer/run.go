@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +22,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 	if err != nil {
 		return err
 	}
-	logger := newLogger(stderr, cfg.LogLevel)
+	logger := config.NewLogger(stderr, cfg.LogLevel)
 
 	in, err := openInput(cfg.Input, stdin)
 	if err != nil {
@@ -194,12 +193,4 @@ func defaultRejectsPath(input string) string {
 		return "rejects.csv"
 	}
 	return strings.TrimSuffix(input, filepath.Ext(input)) + ".rejects.csv"
-}
-
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 }

@@ -1,0 +1,16 @@
+package config
+
+import (
+	"io"
+	"log/slog"
+)
+
+// NewLogger returns the JSON logger both programs write to stderr, at the
+// LOG_LEVEL setting (info when it is not a level slog knows).
+func NewLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
