@@ -142,7 +142,7 @@ func (h *harness) sse(ctx context.Context, cons *consumer, cfg Config) (SSEResul
 				return res, err
 			}
 		}
-		if _, err := store.UpsertBatch(ctx, batch); err != nil {
+		if _, _, err := store.UpsertBatch(ctx, batch); err != nil {
 			return res, fmt.Errorf("commit SSE batch: %w", err)
 		}
 		at := time.Now()

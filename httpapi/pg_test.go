@@ -158,7 +158,7 @@ func (e *pgEnv) put(t testing.TB, users ...viswals.User) {
 	e.mu.Unlock()
 	for len(sealed) > 0 {
 		n := min(len(sealed), 1000)
-		if _, err := e.store.UpsertBatch(context.Background(), sealed[:n]); err != nil {
+		if _, _, err := e.store.UpsertBatch(context.Background(), sealed[:n]); err != nil {
 			t.Fatal(err)
 		}
 		sealed = sealed[n:]

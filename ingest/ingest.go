@@ -18,13 +18,18 @@ import (
 // Store is the system of record.
 type Store interface {
 	// UpsertBatch writes users whose version is newer than the stored one
-	// and returns those whose content changed.
-	UpsertBatch(ctx context.Context, users []viswals.SealedUser) ([]viswals.SealedUser, error)
+	// and returns those whose content changed; inserted reports that none
+	// of them existed before.
+	UpsertBatch(ctx context.Context, users []viswals.SealedUser) (changed []viswals.SealedUser, inserted bool, err error)
 }
 
 // Cache is the read cache. It is optional: its failures never stop ingestion.
 type Cache interface {
+	// Put writes users unless a newer version is cached.
 	Put(ctx context.Context, users []viswals.SealedUser) error
+	// PutNew writes users that did not exist before, more cheaply: it
+	// keeps any entry already there, which can only be as new or newer.
+	PutNew(ctx context.Context, users []viswals.SealedUser) error
 }
 
 // invalidator is a Cache that can also drop entries (rediscache.Cache
@@ -119,7 +124,7 @@ func (in *Ingester) ingest(ctx context.Context, recs []viswals.Record, redeliver
 		sealed = append(sealed, s)
 	}
 
-	changed, refused, err := in.upsert(ctx, sealed)
+	changed, inserted, refused, err := in.upsert(ctx, sealed)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +132,7 @@ func (in *Ingester) ingest(ctx context.Context, recs []viswals.Record, redeliver
 	in.opts.Metrics.observeBatch(len(sealed)-len(refused), len(rejected), time.Since(start))
 
 	if len(changed) > 0 && in.cache != nil {
-		in.putCache(ctx, changed)
+		in.putCache(ctx, changed, inserted)
 	}
 	if redelivered && in.cache != nil {
 		in.dropUnchanged(ctx, sealed, changed)
@@ -168,9 +173,10 @@ func (in *Ingester) dropUnchanged(ctx context.Context, batch, changed []viswals.
 	}
 }
 
-// putCache writes to Redis after the commit. A failure is logged and the
-// breaker opens: reads fall back to Postgres and refill the cache.
-func (in *Ingester) putCache(ctx context.Context, users []viswals.SealedUser) {
+// putCache writes to Redis after the commit (with PutNew when the users
+// were inserted). A failure is logged and the breaker opens: reads fall
+// back to Postgres and refill the cache.
+func (in *Ingester) putCache(ctx context.Context, users []viswals.SealedUser, inserted bool) {
 	if !in.cacheBreaker.allow() {
 		in.stale.addUsers(users)
 		in.drainStaleLater()
@@ -181,7 +187,11 @@ func (in *Ingester) putCache(ctx context.Context, users []viswals.SealedUser) {
 	err := in.dropStale(ctx)
 	if err == nil {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.opts.CacheTimeout)
-		err = in.cache.Put(pctx, users)
+		if inserted {
+			err = in.cache.PutNew(pctx, users)
+		} else {
+			err = in.cache.Put(pctx, users)
+		}
 		cancel()
 	}
 	if err != nil {
@@ -201,35 +211,35 @@ func (in *Ingester) putCache(ctx context.Context, users []viswals.SealedUser) {
 // upsert writes users, retrying while the store is unavailable. A
 // batch the store refuses as invalid is retried one user at a time so that
 // one bad user cannot keep the good ones out.
-func (in *Ingester) upsert(ctx context.Context, users []viswals.SealedUser) (changed []viswals.SealedUser, refused []Rejected, err error) {
+func (in *Ingester) upsert(ctx context.Context, users []viswals.SealedUser) (changed []viswals.SealedUser, inserted bool, refused []Rejected, err error) {
 	if len(users) == 0 {
-		return nil, nil, nil
+		return nil, false, nil, nil
 	}
-	changed, err = in.upsertUntilAvailable(ctx, users)
+	changed, inserted, err = in.upsertUntilAvailable(ctx, users)
 	if err == nil || viswals.ErrorCode(err) != viswals.EINVALID {
-		return changed, nil, err
+		return changed, inserted, nil, err
 	}
 	in.opts.Logger.Warn("batch refused by the store; retrying one by one", "users", len(users), "err", err)
 	for _, u := range users {
-		c, err := in.upsertUntilAvailable(ctx, []viswals.SealedUser{u})
+		c, _, err := in.upsertUntilAvailable(ctx, []viswals.SealedUser{u})
 		switch {
 		case err == nil:
 			changed = append(changed, c...)
 		case viswals.ErrorCode(err) == viswals.EINVALID:
 			refused = append(refused, Rejected{Record: viswals.Record{User: viswals.User{ID: u.ID}, Version: u.Version}, Reason: viswals.ErrorMessage(err)})
 		default:
-			return nil, nil, err
+			return nil, false, nil, err
 		}
 	}
-	return changed, refused, nil
+	return changed, false, refused, nil
 }
 
-func (in *Ingester) upsertUntilAvailable(ctx context.Context, users []viswals.SealedUser) ([]viswals.SealedUser, error) {
+func (in *Ingester) upsertUntilAvailable(ctx context.Context, users []viswals.SealedUser) ([]viswals.SealedUser, bool, error) {
 	backoff := in.opts.RetryMin
 	for {
-		changed, err := in.store.UpsertBatch(ctx, users)
+		changed, inserted, err := in.store.UpsertBatch(ctx, users)
 		if err == nil || viswals.ErrorCode(err) == viswals.EINVALID {
-			return changed, err
+			return changed, inserted, err
 		}
 		in.opts.Metrics.StoreRetries.Inc()
 		in.opts.Logger.Warn("store unavailable; retrying", "backoff", backoff, "err", err)
@@ -237,7 +247,7 @@ func (in *Ingester) upsertUntilAvailable(ctx context.Context, users []viswals.Se
 		wait := backoff/2 + rand.N(backoff/2+1)
 		select {
 		case <-ctx.Done():
-			return nil, errors.Join(fmt.Errorf("upsert batch: %w", err), ctx.Err())
+			return nil, false, errors.Join(fmt.Errorf("upsert batch: %w", err), ctx.Err())
 		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, in.opts.RetryMax)

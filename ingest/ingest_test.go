@@ -24,38 +24,51 @@ type fakeStore struct {
 	poison   int64 // a batch holding this id fails with EINVALID
 	calls    int
 	upserted []int64
+	inserted bool // what UpsertBatch reports
 }
 
-func (s *fakeStore) UpsertBatch(_ context.Context, users []viswals.SealedUser) ([]viswals.SealedUser, error) {
+func (s *fakeStore) UpsertBatch(_ context.Context, users []viswals.SealedUser) ([]viswals.SealedUser, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
 	if s.fails > 0 {
 		s.fails--
-		return nil, viswals.Errorf(viswals.EUNAVAILABLE, "postgres down")
+		return nil, false, viswals.Errorf(viswals.EUNAVAILABLE, "postgres down")
 	}
 	for _, u := range users {
 		if u.ID == s.poison {
-			return nil, viswals.Errorf(viswals.EINVALID, "value out of range")
+			return nil, false, viswals.Errorf(viswals.EINVALID, "value out of range")
 		}
 	}
 	for _, u := range users {
 		s.upserted = append(s.upserted, u.ID)
 	}
-	return users, nil
+	return users, s.inserted, nil
 }
 
 type fakeCache struct {
-	mu   sync.Mutex
-	err  error
-	puts int
-	ids  []int64
+	mu      sync.Mutex
+	err     error
+	puts    int
+	putNews int
+	ids     []int64
 }
 
 func (c *fakeCache) Put(_ context.Context, users []viswals.SealedUser) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.puts++
+	return c.record(users)
+}
+
+func (c *fakeCache) PutNew(_ context.Context, users []viswals.SealedUser) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.putNews++
+	return c.record(users)
+}
+
+func (c *fakeCache) record(users []viswals.SealedUser) error {
 	if c.err != nil {
 		return c.err
 	}
@@ -130,6 +143,26 @@ func TestIngest(t *testing.T) {
 			assert.Equal(t, tt.wantRejected, ids)
 			assert.Equal(t, tt.wantStored, cache.ids, "the cache gets what was committed")
 		})
+	}
+}
+
+// Users the store inserted as new ids go to the cache's cheaper PutNew;
+// any other write needs Put's version check.
+func TestIngestCachesInsertedUsersWithPutNew(t *testing.T) {
+	t.Parallel()
+	for _, inserted := range []bool{true, false} {
+		cache := &fakeCache{}
+		in := New(&fakeStore{inserted: inserted}, cache, fakeSealer{}, fastOptions())
+		_, err := in.Ingest(context.Background(), []viswals.Record{rec(1, "a@b"), rec(2, "c@d")})
+		require.NoError(t, err)
+		assert.Equal(t, []int64{1, 2}, cache.ids)
+		if inserted {
+			assert.Equal(t, 1, cache.putNews, "inserted")
+			assert.Zero(t, cache.puts, "inserted")
+		} else {
+			assert.Equal(t, 1, cache.puts, "updated")
+			assert.Zero(t, cache.putNews, "updated")
+		}
 	}
 }
 

@@ -22,18 +22,21 @@ type versionedStore struct {
 	versions map[int64]viswals.Version
 }
 
-func (s *versionedStore) UpsertBatch(_ context.Context, users []viswals.SealedUser) ([]viswals.SealedUser, error) {
+func (s *versionedStore) UpsertBatch(_ context.Context, users []viswals.SealedUser) ([]viswals.SealedUser, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var changed []viswals.SealedUser
+	inserted := true
 	for _, u := range users {
-		if cur, ok := s.versions[u.ID]; ok && !cur.Less(u.Version) {
+		cur, ok := s.versions[u.ID]
+		inserted = inserted && !ok
+		if ok && !cur.Less(u.Version) {
 			continue
 		}
 		s.versions[u.ID] = u.Version
 		changed = append(changed, u)
 	}
-	return changed, nil
+	return changed, inserted, nil
 }
 
 // deletingCache is a cache that records what it is told, deletes included.
@@ -122,7 +125,7 @@ func TestCacheOutageDropsMissedEntriesOnRecovery(t *testing.T) {
 
 	ingest(1, 2) // the write fails
 	ingest(3)    // the breaker skips the write
-	assert.Equal(t, 1, cache.puts)
+	assert.Equal(t, 1, cache.putNews, "new ids, one write tried")
 
 	cache.mu.Lock()
 	cache.err = nil

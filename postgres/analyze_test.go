@@ -15,7 +15,7 @@ func TestAnalyzeIfStale(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, did, "nothing changed yet")
 
-	_, err = s.UpsertBatch(ctx, benchUsers(0, 1))
+	_, _, err = s.UpsertBatch(ctx, benchUsers(0, 1))
 	require.NoError(t, err)
 	// The server publishes its change counters within about a second.
 	require.Eventually(t, func() bool {

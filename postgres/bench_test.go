@@ -84,7 +84,7 @@ type writer struct {
 func upsertWriter(b *testing.B, name, strategy string) *writer {
 	s, url := newStoreWith(b, postgres.PoolConfig{MaxConns: 4, Upsert: strategy})
 	return &writer{name: name, url: url, write: func(ctx context.Context, batch []viswals.SealedUser) (int, error) {
-		changed, err := s.UpsertBatch(ctx, batch)
+		changed, _, err := s.UpsertBatch(ctx, batch)
 		return len(changed), err
 	}}
 }
@@ -190,7 +190,7 @@ func benchExisting(b *testing.B, rev, wantChanged int) {
 	for i := range batches {
 		first := benchUsers(i, 1)
 		for _, s := range loaders {
-			_, err := s.UpsertBatch(ctx, first)
+			_, _, err := s.UpsertBatch(ctx, first)
 			require.NoError(b, err)
 		}
 		batches[i] = benchUsers(i, rev)

@@ -21,7 +21,7 @@ func TestErrors_Unreachable(t *testing.T) {
 	defer s.Close()
 
 	require.Equal(t, viswals.EUNAVAILABLE, viswals.ErrorCode(s.Ping(ctx)))
-	_, err = s.UpsertBatch(ctx, []viswals.SealedUser{user(1, "A", "B", "a@example.com", 1, 1)})
+	_, _, err = s.UpsertBatch(ctx, []viswals.SealedUser{user(1, "A", "B", "a@example.com", 1, 1)})
 	require.Equal(t, viswals.EUNAVAILABLE, viswals.ErrorCode(err), "%v", err)
 	require.Contains(t, err.Error(), "upsert batch: failed to connect", "details for logs")
 	require.Equal(t, "upsert batch: database unavailable", viswals.ErrorMessage(err), "no details for clients")
@@ -40,7 +40,7 @@ func TestErrors_ClosedStore(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)
 	s.Close()
-	_, err := s.UpsertBatch(context.Background(), []viswals.SealedUser{user(1, "A", "B", "a@example.com", 1, 1)})
+	_, _, err := s.UpsertBatch(context.Background(), []viswals.SealedUser{user(1, "A", "B", "a@example.com", 1, 1)})
 	require.Equal(t, viswals.EUNAVAILABLE, viswals.ErrorCode(err), "%v", err)
 }
 
@@ -49,7 +49,7 @@ func TestErrors_Cancelled(t *testing.T) {
 	s, _ := newStore(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := s.UpsertBatch(ctx, []viswals.SealedUser{user(1, "A", "B", "a@example.com", 1, 1)})
+	_, _, err := s.UpsertBatch(ctx, []viswals.SealedUser{user(1, "A", "B", "a@example.com", 1, 1)})
 	require.Equal(t, viswals.EUNAVAILABLE, viswals.ErrorCode(err), "%v", err)
 }
 
@@ -97,7 +97,7 @@ func TestErrors_ConnectionsKilled(t *testing.T) {
 	// Each pooled connection may be found dead once, by the call that uses
 	// it; the pool then replaces it.
 	for attempt := 0; ; attempt++ {
-		_, err = s.UpsertBatch(ctx, []viswals.SealedUser{user(2, "C", "D", "c@example.com", 1, 2)})
+		_, _, err = s.UpsertBatch(ctx, []viswals.SealedUser{user(2, "C", "D", "c@example.com", 1, 2)})
 		if err == nil {
 			break
 		}

@@ -104,7 +104,7 @@ func listAll(t *testing.T, s *postgres.Store, f viswals.Filter, pageSize int) []
 
 func upsert(t testing.TB, s *postgres.Store, users ...viswals.SealedUser) []viswals.SealedUser {
 	t.Helper()
-	changed, err := s.UpsertBatch(context.Background(), users)
+	changed, _, err := s.UpsertBatch(context.Background(), users)
 	require.NoError(t, err)
 	return changed
 }

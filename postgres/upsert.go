@@ -19,7 +19,10 @@ import (
 const NotifyChannel = "users_changed"
 
 // UpsertBatch writes users in one transaction and returns the ones whose
-// content it inserted or changed, in id order.
+// content it inserted or changed, in id order. inserted reports that they
+// were all new ids, written by COPY: no earlier version of them existed,
+// so no cache can hold an older one (the cache writes them without a
+// version check).
 //
 // It is idempotent and independent of delivery order: a user is written
 // only when its Version is greater than the stored one, and of several
@@ -36,25 +39,25 @@ const NotifyChannel = "users_changed"
 // batch goes through INSERT ... ON CONFLICT instead, as does any batch
 // that does not look new. Either path gives the same result; only speed
 // differs (see bench_test.go).
-func (s *Store) UpsertBatch(ctx context.Context, users []viswals.SealedUser) ([]viswals.SealedUser, error) {
+func (s *Store) UpsertBatch(ctx context.Context, users []viswals.SealedUser) (changed []viswals.SealedUser, inserted bool, err error) {
 	if len(users) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	batch := latestByID(users)
 	if s.tryCopy() {
 		copied, err := s.copyIfNew(ctx, batch)
 		if err != nil {
-			return nil, classify("upsert batch", err)
+			return nil, false, classify("upsert batch", err)
 		}
 		if copied {
-			return batch, nil
+			return batch, true, nil
 		}
 	}
-	changed, err := s.upsert(ctx, batch)
+	changed, err = s.upsert(ctx, batch)
 	if err != nil {
-		return nil, classify("upsert batch", err)
+		return nil, false, classify("upsert batch", err)
 	}
-	return changed, nil
+	return changed, false, nil
 }
 
 // copyIfNew writes batch with COPY if its ids are new, and reports whether

@@ -156,7 +156,7 @@ func TestUpsert_InvalidDataIsEINVALID(t *testing.T) {
 			"NUL byte":     user(1, "a\x00b", "x", "x@example.com", 1, 1),
 			"invalid utf8": user(1, "a\xffb", "x", "x@example.com", 1, 1),
 		} {
-			_, err := s.UpsertBatch(ctx, []viswals.SealedUser{user(2, "Good", "Row", "g@example.com", 1, 1), u})
+			_, _, err := s.UpsertBatch(ctx, []viswals.SealedUser{user(2, "Good", "Row", "g@example.com", 1, 1), u})
 			require.Error(t, err, name)
 			require.Equal(t, viswals.EINVALID, viswals.ErrorCode(err), "%s: %v", name, err)
 			require.Contains(t, viswals.ErrorMessage(err), "upsert batch", name)
@@ -186,7 +186,7 @@ func TestUpsert_ConcurrentOverlappingBatches(t *testing.T) {
 						}
 						batch[i] = user(id, "W", "R", "x@example.com", int64(r), int64(w))
 					}
-					_, err = s.UpsertBatch(ctx, batch)
+					_, _, err = s.UpsertBatch(ctx, batch)
 				}
 				errs <- err
 			}()
@@ -239,4 +239,34 @@ func TestUpsert_CopyFallbackAndPause(t *testing.T) {
 		_, err := s.Get(ctx, id)
 		require.NoError(t, err)
 	}
+}
+
+// inserted promises the cache that no earlier version of the returned
+// users existed: it must hold only for the COPY of new ids.
+func TestUpsert_InsertedOnlyForNewIDs(t *testing.T) {
+	t.Parallel()
+	s, _ := newStoreWith(t, postgres.PoolConfig{})
+	ctx := context.Background()
+
+	changed, inserted, err := s.UpsertBatch(ctx, []viswals.SealedUser{user(1, "A", "B", "a@example.com", 1, 1), user(2, "C", "D", "c@example.com", 1, 2)})
+	require.NoError(t, err)
+	require.True(t, inserted, "new ids are copied")
+	require.Equal(t, []int64{1, 2}, ids(changed))
+
+	changed, inserted, err = s.UpsertBatch(ctx, []viswals.SealedUser{user(2, "C2", "D", "c@example.com", 2, 1)})
+	require.NoError(t, err)
+	require.False(t, inserted, "an update is not an insert")
+	require.Equal(t, []int64{2}, ids(changed))
+
+	// New lowest and highest ids around a stored one: the COPY fails and
+	// the upsert writes them; not every row was new, so not inserted.
+	changed, inserted, err = s.UpsertBatch(ctx, []viswals.SealedUser{user(0, "E", "F", "e@example.com", 3, 1), user(1, "A2", "B", "a@example.com", 3, 2), user(5, "G", "H", "g@example.com", 3, 3)})
+	require.NoError(t, err)
+	require.False(t, inserted)
+	require.Equal(t, []int64{0, 1, 5}, ids(changed))
+
+	unnest, _ := newStoreWith(t, postgres.PoolConfig{Upsert: postgres.UpsertUnnest})
+	_, inserted, err = unnest.UpsertBatch(ctx, []viswals.SealedUser{user(1, "A", "B", "a@example.com", 1, 1)})
+	require.NoError(t, err)
+	require.False(t, inserted, "the unnest strategy never claims inserted")
 }

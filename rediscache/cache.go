@@ -85,6 +85,7 @@ type Cache struct {
 	batch  int           // users per put script call
 	prefix string
 	ttlMS  string // PX argument of the put script, "0" for no expiry
+	ttl    time.Duration
 }
 
 // New returns a Cache over client. It does not contact Redis.
@@ -102,7 +103,8 @@ func New(client redis.UniversalClient, opts Options) *Cache {
 	if _, single := client.(*redis.Client); single {
 		batch = scriptBatch
 	}
-	return &Cache{client: client, put: putScript, batch: batch, prefix: opts.Prefix, ttlMS: strconv.FormatInt(ms, 10)}
+	return &Cache{client: client, put: putScript, batch: batch, prefix: opts.Prefix,
+		ttlMS: strconv.FormatInt(ms, 10), ttl: time.Duration(ms) * time.Millisecond}
 }
 
 // Key returns the Redis key of user id.
@@ -118,25 +120,17 @@ func (c *Cache) Put(ctx context.Context, users []viswals.SealedUser) error {
 		return nil
 	}
 	// The script arguments of every call, built once: Put may run the
-	// pipeline twice. All values share one buffer, sliced once it is full
-	// because it moves while it grows.
-	var buf bytes.Buffer
-	buf.Grow(len(users) * 400)
-	ends := make([]int, len(users))
-	for i := range users {
-		if err := appendValue(&buf, &users[i]); err != nil {
-			return viswals.Errorf(viswals.EINVALID, "rediscache: put: %v", err)
-		}
-		ends[i] = buf.Len()
+	// pipeline twice.
+	values, err := encodeValues(users)
+	if err != nil {
+		return err
 	}
 	keys := make([]string, len(users))
 	args := make([]any, 0, 2*len(users)+(len(users)/c.batch+1))
 	type call struct{ keys, args int } // ends of the call's keys and args
 	var calls []call
-	start := 0
 	for i := range users {
-		v := buf.Bytes()[start:ends[i]]
-		start = ends[i]
+		v := values[i]
 		keys[i] = c.Key(users[i].ID)
 		args = append(args, v, v[len(valuePrefix):versionEnd])
 		if (i+1)%c.batch == 0 || i == len(users)-1 {
@@ -156,7 +150,7 @@ func (c *Cache) Put(ctx context.Context, users []viswals.SealedUser) error {
 		})
 		return err
 	}
-	err := run()
+	err = run()
 	if isNoScript(err) {
 		// First use, or Redis restarted or flushed its scripts: load the
 		// script and run again. Rerunning is safe, writes are idempotent.
@@ -169,6 +163,52 @@ func (c *Cache) Put(ctx context.Context, users []viswals.SealedUser) error {
 		return unavailable(fmt.Sprintf("put %d users", len(users)), err)
 	}
 	return nil
+}
+
+// PutNew writes users that did not exist before their write to the store
+// (postgres.Store.UpsertBatch's inserted), in one pipelined round trip of
+// SET ... NX: an entry already there can only hold the same or a newer
+// version (a read that filled it, or a later update), so it is kept.
+// About three times cheaper for Redis than Put's version check.
+func (c *Cache) PutNew(ctx context.Context, users []viswals.SealedUser) error {
+	if len(users) == 0 {
+		return nil
+	}
+	values, err := encodeValues(users)
+	if err != nil {
+		return err
+	}
+	_, err = c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range users {
+			p.SetNX(ctx, c.Key(users[i].ID), values[i], c.ttl)
+		}
+		return nil
+	})
+	if err != nil {
+		return unavailable(fmt.Sprintf("put %d new users", len(users)), err)
+	}
+	return nil
+}
+
+// encodeValues returns the cached value of each user. All values share
+// one buffer, sliced once it is full because it moves while it grows.
+func encodeValues(users []viswals.SealedUser) ([][]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(len(users) * 400)
+	ends := make([]int, len(users))
+	for i := range users {
+		if err := appendValue(&buf, &users[i]); err != nil {
+			return nil, viswals.Errorf(viswals.EINVALID, "rediscache: put: %v", err)
+		}
+		ends[i] = buf.Len()
+	}
+	values := make([][]byte, len(users))
+	start := 0
+	for i, end := range ends {
+		values[i] = buf.Bytes()[start:end:end]
+		start = end
+	}
+	return values, nil
 }
 
 // Get returns the cached user id. A miss is an ENOTFOUND error; a value
