@@ -42,4 +42,3 @@ func TestPutNew(t *testing.T) {
 
 	require.NoError(t, c.PutNew(ctx, nil))
 }
-
