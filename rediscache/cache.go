@@ -1,11 +1,10 @@
 // Package rediscache is the read cache of users: key "<prefix><id>"
-// (prefix "users:" by default) holding the user with its email sealed, as
-// JSON, with a TTL. Writes are ordered by version, so consumers writing
+// (prefix "users:" by default) holding the user with its email sealed, in
+// a compact binary form (value.go), with a TTL. Writes are ordered by version, so consumers writing
 // the same user out of order still leave the newest one cached.
 package rediscache
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,7 +26,7 @@ const DefaultPrefix = "users:"
 // One call covers many keys because the fixed cost of a script call
 // dominates: per user, a call per key costs Redis about three SETs, a call
 // per 100 keys about one (see BenchmarkPut*). Only GETRANGE reads the
-// current value: the 45 bytes that hold the version.
+// current value: the 36 bytes that hold the version.
 //
 // Versions are fixed-width lowercase hex, so string order is version
 // order. (Redis compares Lua strings with strcoll: the C locale compares
@@ -44,9 +43,9 @@ local ttl = ARGV[#ARGV]
 local written = 0
 for i, key in ipairs(KEYS) do
   local value, version = ARGV[2*i-1], ARGV[2*i]
-  local cur = redis.pcall('GETRANGE', key, 0, 44)
-  if not (type(cur) == 'string' and string.sub(cur, 1, 12) == '{"version":"'
-          and string.sub(cur, 13, 45) >= version) then
+  local cur = redis.pcall('GETRANGE', key, 0, 35)
+  if not (type(cur) == 'string' and string.sub(cur, 1, 3) == 'u2:'
+          and string.sub(cur, 4, 36) >= version) then
     if ttl == '0' then
       redis.call('SET', key, value)
     else
@@ -121,10 +120,7 @@ func (c *Cache) Put(ctx context.Context, users []viswals.SealedUser) error {
 	}
 	// The script arguments of every call, built once: Put may run the
 	// pipeline twice.
-	values, err := encodeValues(users)
-	if err != nil {
-		return err
-	}
+	values := encodeValues(users)
 	keys := make([]string, len(users))
 	args := make([]any, 0, 2*len(users)+(len(users)/c.batch+1))
 	type call struct{ keys, args int } // ends of the call's keys and args
@@ -150,7 +146,7 @@ func (c *Cache) Put(ctx context.Context, users []viswals.SealedUser) error {
 		})
 		return err
 	}
-	err = run()
+	err := run()
 	if isNoScript(err) {
 		// First use, or Redis restarted or flushed its scripts: load the
 		// script and run again. Rerunning is safe, writes are idempotent.
@@ -174,11 +170,8 @@ func (c *Cache) PutNew(ctx context.Context, users []viswals.SealedUser) error {
 	if len(users) == 0 {
 		return nil
 	}
-	values, err := encodeValues(users)
-	if err != nil {
-		return err
-	}
-	_, err = c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	values := encodeValues(users)
+	_, err := c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := range users {
 			p.SetNX(ctx, c.Key(users[i].ID), values[i], c.ttl)
 		}
@@ -190,25 +183,22 @@ func (c *Cache) PutNew(ctx context.Context, users []viswals.SealedUser) error {
 	return nil
 }
 
-// encodeValues returns the cached value of each user. All values share
-// one buffer, sliced once it is full because it moves while it grows.
-func encodeValues(users []viswals.SealedUser) ([][]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(len(users) * 400)
+// encodeValues returns the cached value of each user, all in one buffer.
+func encodeValues(users []viswals.SealedUser) [][]byte {
+	buf := make([]byte, 0, len(users)*160)
 	ends := make([]int, len(users))
 	for i := range users {
-		if err := appendValue(&buf, &users[i]); err != nil {
-			return nil, viswals.Errorf(viswals.EINVALID, "rediscache: put: %v", err)
-		}
-		ends[i] = buf.Len()
+		buf = appendValue(buf, &users[i])
+		ends[i] = len(buf)
 	}
+	// Sliced once it is full, because it moves while it grows.
 	values := make([][]byte, len(users))
 	start := 0
 	for i, end := range ends {
-		values[i] = buf.Bytes()[start:end:end]
+		values[i] = buf[start:end:end]
 		start = end
 	}
-	return values, nil
+	return values
 }
 
 // Get returns the cached user id. A miss is an ENOTFOUND error; a value
