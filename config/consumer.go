@@ -55,7 +55,7 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 	s.Int(&c.Workers, "workers", "CONSUMER_WORKERS", 8, "messages processed in parallel")
 	s.Int(&c.PGMaxConns, "pg-max-conns", "POSTGRES_MAX_CONNS", 16, "Postgres connection pool size")
 	s.String(&c.Upsert, "pg-upsert", "POSTGRES_UPSERT", "copy-first", "batch write strategy: copy-first (COPY new users, upsert when an id exists) or unnest (always INSERT ... ON CONFLICT)")
-	s.Int(&c.AnalyzeRows, "pg-analyze-rows", "POSTGRES_ANALYZE_ROWS", 20000, "refresh the table's statistics (ANALYZE) once this many rows, and a tenth of the table, changed; 0: leave it to autovacuum")
+	s.Int(&c.AnalyzeRows, "pg-analyze-rows", "POSTGRES_ANALYZE_ROWS", 20000, "refresh the table's statistics (ANALYZE) once this many rows changed: at once when it has none, else when writes pause and a tenth of the table changed; 0: leave it to autovacuum")
 	s.Duration(&c.DrainTimeout, "drain-timeout", "CONSUMER_DRAIN_TIMEOUT", 10*time.Second, "on SIGTERM, time allowed to finish in-flight messages")
 	s.Duration(&c.Heartbeat, "sse-heartbeat", "SSE_HEARTBEAT", 15*time.Second, "interval of SSE comment heartbeats")
 	s.String(&c.PprofAddr, "pprof-addr", "PPROF_ADDR", "", "serve /debug/pprof on this address, e.g. 127.0.0.1:6060 (empty: off)")

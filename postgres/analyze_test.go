@@ -1,29 +1,28 @@
-package postgres_test
+package postgres
 
-import (
-	"context"
-	"testing"
-	"time"
+import "testing"
 
-	"github.com/stretchr/testify/require"
-)
-
-func TestAnalyzeIfStale(t *testing.T) {
-	s, _ := newStore(t)
-	ctx := context.Background()
-	did, err := s.AnalyzeIfStale(ctx, 500)
-	require.NoError(t, err)
-	require.False(t, did, "nothing changed yet")
-
-	_, _, err = s.UpsertBatch(ctx, benchUsers(0, 1))
-	require.NoError(t, err)
-	// The server publishes its change counters within about a second.
-	require.Eventually(t, func() bool {
-		did, err := s.AnalyzeIfStale(ctx, 500)
-		require.NoError(t, err)
-		return did
-	}, 15*time.Second, 200*time.Millisecond, "1000 new rows should trigger ANALYZE")
-	did, err = s.AnalyzeIfStale(ctx, 500)
-	require.NoError(t, err)
-	require.False(t, did, "just analyzed")
+func TestNeedsAnalyze(t *testing.T) {
+	t.Parallel()
+	const minRows = 1000
+	tests := []struct {
+		name    string
+		changed int64
+		tuples  float64
+		settled bool
+		want    bool
+	}{
+		{"too few changes", 999, -1, true, false},
+		{"never analyzed", 1000, -1, false, true},
+		{"grew tenfold during a load", 10_000, 1000, false, true},
+		{"grew less during a load: wait for the pause", 9_999, 1000, false, false},
+		{"a tenth changed, writes paused", 100_000, 1_000_000, true, true},
+		{"less than a tenth changed", 99_999, 1_000_000, true, false},
+		{"a tenth changed, still writing", 100_000, 1_000_000, false, false},
+	}
+	for _, tt := range tests {
+		if got := needsAnalyze(tt.changed, tt.tuples, minRows, tt.settled); got != tt.want {
+			t.Errorf("%s: needsAnalyze(%d, %v, %d, %v) = %v, want %v", tt.name, tt.changed, tt.tuples, minRows, tt.settled, got, tt.want)
+		}
+	}
 }
