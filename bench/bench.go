@@ -102,14 +102,17 @@ type Results struct {
 	Machine string
 	Config  Config
 
-	Rows            int
-	CopySeconds     float64
-	E2ESeconds      float64
-	ProducerSeconds float64
-	ConsumerPeakRSS int64
-	ProducerPeakRSS int64
-	RSS             []RSSSample // consumer RSS over the main load
-	CPU             []CPUShare  // CPU seconds by part over the main load
+	Rows        int
+	CopySeconds float64
+	// SchemaCopySeconds is the bare COPY of the loaded rows into a copy
+	// of the project's table: the floor of its storage (harness.schemaCopy).
+	SchemaCopySeconds float64
+	E2ESeconds        float64
+	ProducerSeconds   float64
+	ConsumerPeakRSS   int64
+	ProducerPeakRSS   int64
+	RSS               []RSSSample // consumer RSS over the main load
+	CPU               []CPUShare  // CPU seconds by part over the main load
 
 	API      bool   // the consumer serves the users API
 	APIError string // why the read figures are missing
@@ -178,6 +181,12 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	h.logf("  e2e: %.2fs (%.0f rows/s), ratio e2e/copy %.2f (target ≤ 2.0)", res.E2ESeconds, float64(cfg.Rows)/res.E2ESeconds, res.Ratio())
 	h.logf("  consumer peak RSS %s (target ≤ 200 MB), producer peak RSS %s (target ≤ 50 MB)", mb(res.ConsumerPeakRSS), mb(res.ProducerPeakRSS))
 	h.logf("  CPU seconds during the load: %s", cpuLine(res.CPU))
+
+	h.logf("floor: psql \\copy of the loaded rows into a copy of the project's users table (same columns and indexes)")
+	if res.SchemaCopySeconds, err = h.schemaCopy(ctx, ld.DBURL); err != nil {
+		return nil, err
+	}
+	h.logf("  schema copy: %.2fs (%.2f× the yardstick); e2e / schema copy %.2f", res.SchemaCopySeconds, safeDiv(res.SchemaCopySeconds, res.CopySeconds), safeDiv(res.E2ESeconds, res.SchemaCopySeconds))
 
 	if cons != nil {
 		err := h.reads(ctx, cons, cfg, res)

@@ -228,8 +228,41 @@ func (h *harness) bareCopy(ctx context.Context, csv string) (float64, error) {
 	return took.Seconds(), nil
 }
 
+// schemaCopy times psql \copy of the rows the project loaded into an
+// empty copy of its users table (same columns, defaults and indexes): the
+// floor of the project's own storage, against which the pipeline's
+// overhead shows. The rows are exported first, untimed, in COPY's text
+// format.
+func (h *harness) schemaCopy(ctx context.Context, dbURL string) (float64, error) {
+	file := filepath.Join(h.dir, "users-export.tsv")
+	defer os.Remove(file)
+	cols := "id, first_name, last_name, first_name_lc, last_name_lc, email_address, email_hash, " +
+		"created_at, deleted_at, merged_at, parent_user_id, version_load, version_line"
+	psql := func(cmd string) error {
+		c := exec.CommandContext(ctx, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", dbURL, "-c", cmd)
+		if b, err := c.CombinedOutput(); err != nil {
+			return fmt.Errorf("psql %s: %w\n%s", cmd, err, b)
+		}
+		return nil
+	}
+	quoted := strings.ReplaceAll(file, "'", "''")
+	if err := psql(fmt.Sprintf(`\copy (SELECT %s FROM users) TO '%s'`, cols, quoted)); err != nil {
+		return 0, err
+	}
+	if err := psql("CREATE TABLE users_copy (LIKE users INCLUDING ALL)"); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := psql(fmt.Sprintf(`\copy users_copy (%s) FROM '%s'`, cols, quoted)); err != nil {
+		return 0, err
+	}
+	took := time.Since(start)
+	return took.Seconds(), psql("DROP TABLE users_copy")
+}
+
 // loadResult is one end-to-end load.
 type loadResult struct {
+	DBURL           string  // the database loaded
 	Seconds         float64 // producer start → last row committed
 	ProducerSeconds float64 // producer start → producer exit (all confirmed)
 	ConsumerPeakRSS int64
@@ -264,6 +297,7 @@ func (h *harness) load(ctx context.Context, csv string, rows int, env []string, 
 		return res, nil, err
 	}
 	c := &consumer{addr: "127.0.0.1:" + strconv.Itoa(port), dbURL: h.dbURL(db), prefix: prefix, key: h.key}
+	res.DBURL = c.dbURL
 	common := append(append([]string{}, h.cfg.Env...), env...)
 	common = append(common,
 		"RABBITMQ_CONN_URL="+h.cfg.RabbitURL,

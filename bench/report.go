@@ -36,6 +36,11 @@ func (r *Results) Markdown(command string) string {
 	fmt.Fprintf(&b, "| producer start → last row committed, %d rows | %.2f s (%.0f rows/s; producer done after %.2f s) | | |\n",
 		r.Rows, r.E2ESeconds, float64(r.Rows)/r.E2ESeconds, r.ProducerSeconds)
 	fmt.Fprintf(&b, "| **e2e / COPY** | **%.2f** | ≤ %.1f | %s |\n", r.Ratio(), TargetRatio, verdict(r.Ratio() <= TargetRatio))
+	if r.SchemaCopySeconds > 0 {
+		fmt.Fprintf(&b, "| the floor: bare `psql \\copy` of the loaded rows into a copy of the project's `users` table (same columns and indexes) | %.2f s (%.2f× the yardstick) | | |\n",
+			r.SchemaCopySeconds, safeDiv(r.SchemaCopySeconds, r.CopySeconds))
+		fmt.Fprintf(&b, "| e2e / that floor | %.2f | | |\n", safeDiv(r.E2ESeconds, r.SchemaCopySeconds))
+	}
 	fmt.Fprintf(&b, "| consumer peak RSS | %s | ≤ 200 MB | %s |\n", mb(r.ConsumerPeakRSS), verdict(r.ConsumerPeakRSS <= TargetConsumerRSS))
 	fmt.Fprintf(&b, "| producer peak RSS | %s | ≤ 50 MB | %s |\n", mb(r.ProducerPeakRSS), verdict(r.ProducerPeakRSS <= TargetProducerRSS))
 	if len(r.CPU) > 0 {
