@@ -278,11 +278,33 @@ func toColumns(batch []viswals.SealedUser) columns {
 	return c
 }
 
-func copySource(batch []viswals.SealedUser) pgx.CopyFromSource {
-	return pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) {
-		u := &batch[i]
-		return []any{u.ID, u.FirstName, u.LastName, strings.ToLower(u.FirstName), strings.ToLower(u.LastName),
-			u.EmailSealed, u.EmailHash, u.CreatedAt, u.DeletedAt, u.MergedAt, u.ParentUserID,
-			u.Version.Load, u.Version.Line}, nil
-	})
+// copyRows feeds a batch to COPY. Values hands pgx pointers into the
+// batch and one reused row, which pgx encodes before asking for the next:
+// boxing the values themselves cost an allocation per column per row.
+type copyRows struct {
+	batch           []viswals.SealedUser
+	next            int
+	row             []any
+	firstLC, lastLC string
 }
+
+func copySource(batch []viswals.SealedUser) pgx.CopyFromSource {
+	return &copyRows{batch: batch}
+}
+
+func (r *copyRows) Next() bool {
+	r.next++
+	return r.next <= len(r.batch)
+}
+
+func (r *copyRows) Values() ([]any, error) {
+	u := &r.batch[r.next-1]
+	r.firstLC, r.lastLC = strings.ToLower(u.FirstName), strings.ToLower(u.LastName)
+	// In insertColumns order; the nullable columns are already pointers.
+	r.row = append(r.row[:0], &u.ID, &u.FirstName, &u.LastName, &r.firstLC, &r.lastLC,
+		&u.EmailSealed, &u.EmailHash, &u.CreatedAt, u.DeletedAt, u.MergedAt, u.ParentUserID,
+		&u.Version.Load, &u.Version.Line)
+	return r.row, nil
+}
+
+func (r *copyRows) Err() error { return nil }
