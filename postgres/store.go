@@ -134,3 +134,12 @@ func scanUser(row pgx.Row, u *viswals.SealedUser, extra ...any) error {
 	}
 	return nil
 }
+
+// Empty reports whether the users table holds no rows.
+func (s *Store) Empty(ctx context.Context) (bool, error) {
+	var empty bool
+	if err := s.pool.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM users)").Scan(&empty); err != nil {
+		return false, classify("check users table", err)
+	}
+	return empty, nil
+}

@@ -358,3 +358,23 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 }
+
+// Entries cached for an earlier database would survive the reload of the
+// same ids (new users are cached with SET NX), so a consumer that finds
+// the table empty clears the cache first.
+func TestEmptyDatabaseClearsStaleCache(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	ctx := context.Background()
+	require.NoError(t, e.redis.Set(ctx, e.prefix+"1", "left from an earlier database", time.Hour).Err())
+	require.NoError(t, e.redis.Set(ctx, "other:"+e.prefix+"1", "not ours", time.Minute).Err())
+	t.Cleanup(func() { e.redis.Del(context.Background(), "other:"+e.prefix+"1") })
+
+	e.startConsumer(t)
+	n, err := e.redis.Exists(ctx, e.prefix+"1").Result()
+	require.NoError(t, err)
+	assert.Zero(t, n, "the stale entry is gone before the consumer serves")
+	n, err = e.redis.Exists(ctx, "other:"+e.prefix+"1").Result()
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n, "keys outside the prefix are kept")
+}

@@ -81,6 +81,7 @@ func serve(ctx context.Context, cfg config.Consumer, logger *slog.Logger, ready 
 	redisClient := redis.NewClient(redisOpts)
 	defer redisClient.Close()
 	cache := rediscache.New(redisClient, rediscache.Options{Prefix: cfg.RedisPrefix, TTL: cfg.RedisTTL})
+	clearCacheOfEmptyDatabase(ctx, store, cache, logger)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -152,6 +153,28 @@ func serve(ctx context.Context, cfg config.Consumer, logger *slog.Logger, ready 
 	err = g.Wait()
 	logger.Info("consumer stopped", "err", err)
 	return err
+}
+
+// clearCacheOfEmptyDatabase drops every cached user when the users table
+// is empty: those entries outlived an earlier database (a reset, a new
+// volume). They must go because users the consumer inserts are cached
+// with SET NX (rediscache.PutNew), which keeps an entry it finds. Best
+// effort: with Postgres or Redis not answering yet it logs and goes on.
+func clearCacheOfEmptyDatabase(ctx context.Context, store *postgres.Store, cache *rediscache.Cache, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	empty, err := store.Empty(ctx)
+	if err != nil || !empty {
+		return
+	}
+	n, err := cache.DeleteAll(ctx)
+	if err != nil {
+		logger.Warn("could not clear the cache of an empty database", "err", err)
+		return
+	}
+	if n > 0 {
+		logger.Info("cleared cache entries left from an earlier database", "keys", n)
+	}
 }
 
 // migrateWhenReachable runs the migrations, waiting for Postgres to come up
