@@ -31,6 +31,11 @@ func (ur *userReader) get(ctx context.Context, id int64) (viswals.User, error) {
 		} else {
 			s, err = ur.cache.Get(ctx, id)
 		}
+		if ctx.Err() != nil {
+			// The client went away (or timed out) while the cache was
+			// asked: nothing to answer, nothing to fall back to.
+			return viswals.User{}, ctx.Err()
+		}
 		if err == nil {
 			u, err := ur.keys.Open(s)
 			if err == nil {

@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -133,6 +135,23 @@ func TestGetUserCacheAside(t *testing.T) {
 	// An unknown id is a 404 whether or not the cache is up.
 	status, body := e.get(t, "/users/2")
 	wantError(t, "/users/2", status, body, 404, "not found")
+}
+
+// A client that goes away while the cache is asked gets nothing more: no
+// Postgres read, no "unreadable cache" warning for its cancelled context.
+func TestGetUserClientGone(t *testing.T) {
+	e := newEnv(t)
+	e.db.insert(testUser(1, "Ann", "Lee"))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req := httptest.NewRequest(http.MethodGet, "/users/1", nil).WithContext(ctx)
+	e.api.ServeHTTP(httptest.NewRecorder(), req)
+	if e.db.gets != 0 {
+		t.Errorf("store read %d times for a client that had gone", e.db.gets)
+	}
+	if logs := e.logs.String(); strings.Contains(logs, "reading postgres") || strings.Contains(logs, "request failed") {
+		t.Errorf("logged a cancelled request: %s", logs)
+	}
 }
 
 func TestGetUserWithoutCache(t *testing.T) {
