@@ -5,10 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -23,19 +19,5 @@ func main() {
 		err = run(ctx, os.Args[1:], getenv, os.Stdout, os.Stderr)
 	}
 	stop()
-	os.Exit(exitCode(err, os.Stderr))
-}
-
-// exitCode reports err and maps it to an exit code: 0 done, 1 fatal, 2 bad usage.
-func exitCode(err error, stderr io.Writer) int {
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, config.ErrUsage):
-		fmt.Fprintln(stderr, "consumer:", err)
-		return 2
-	default:
-		fmt.Fprintln(stderr, "consumer:", err)
-		return 1
-	}
+	os.Exit(config.ExitCode("consumer", err, os.Stderr))
 }

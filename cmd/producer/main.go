@@ -5,10 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -23,22 +19,5 @@ func main() {
 		err = run(ctx, os.Args[1:], getenv, os.Stdin, os.Stdout, os.Stderr)
 	}
 	stop()
-	os.Exit(exitCode(err, os.Stderr))
-}
-
-// exitCode reports err and maps it to the documented exit codes:
-// 0 done, 1 fatal, 2 bad usage.
-func exitCode(err error, stderr io.Writer) int {
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, config.ErrUsage):
-		fmt.Fprintln(stderr, "producer:", err)
-		return 2
-	default:
-		fmt.Fprintln(stderr, "producer:", err)
-		return 1
-	}
+	os.Exit(config.ExitCode("producer", err, os.Stderr))
 }

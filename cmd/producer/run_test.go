@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/viswals/viswals/config"
 	"github.com/viswals/viswals/rabbitmq"
 	"github.com/viswals/viswals/rabbitmq/rmqtest"
 )
@@ -49,7 +50,7 @@ func TestExitCodes(t *testing.T) {
 			t.Parallel()
 			_, _, err := runProducer(t, tt.env, header+"1,a,b,a@b.c,1,-1,-1,-1\n", tt.args...)
 			var stderr bytes.Buffer
-			assert.Equal(t, tt.code, exitCode(err, &stderr), "err: %v", err)
+			assert.Equal(t, tt.code, config.ExitCode("producer", err, &stderr), "err: %v", err)
 			assert.Contains(t, stderr.String(), tt.msg)
 		})
 	}
