@@ -45,8 +45,13 @@ type batchReq struct {
 
 var batchReqPool = sync.Pool{New: func() any { return &batchReq{done: make(chan struct{}, 1)} }}
 
+// One round trip in flight at a time: the requests that arrive meanwhile
+// make the next batch. Measured with wrk -t2 -c64 on 2 cores against a
+// 1M-row cache (make bench): 41.5k req/s, p99 4.1 ms, against 29–32k req/s,
+// p99 11–12 ms with four in flight (more, smaller batches: more system
+// calls and goroutines competing for the same cores).
 func newBatcher(c BatchCache) *batcher {
-	return &batcher{cache: c, maxBatch: 128, maxInflight: 4, timeout: 2 * time.Second}
+	return &batcher{cache: c, maxBatch: 128, maxInflight: 1, timeout: 2 * time.Second}
 }
 
 func (b *batcher) get(ctx context.Context, id int64) (viswals.SealedUser, error) {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
+	"time"
 
 	"github.com/viswals/viswals"
 )
@@ -19,11 +21,19 @@ type userReader struct {
 	keys    Opener
 	log     *slog.Logger
 	metrics *metrics
+	// After the cache answered "unavailable", reads skip it until
+	// skipCacheUntil (unix nanoseconds), cacheCooldown later, so that a
+	// hung Redis costs one timeout rather than one per batch of requests
+	// queued behind it. Then the next batch probes it again.
+	skipCacheUntil atomic.Int64
+	cacheCooldown  time.Duration
 }
+
+const defaultCacheCooldown = time.Second
 
 func (ur *userReader) get(ctx context.Context, id int64) (viswals.User, error) {
 	fill := false
-	if ur.cache != nil {
+	if ur.cache != nil && time.Now().UnixNano() >= ur.skipCacheUntil.Load() {
 		var s viswals.SealedUser
 		var err error
 		if ur.batch != nil {
@@ -53,9 +63,11 @@ func (ur *userReader) get(ctx context.Context, id int64) (viswals.User, error) {
 				ur.metrics.cacheMiss.Inc()
 				fill = true
 			case viswals.EUNAVAILABLE:
-				// Redis is down: serve from Postgres and do not wait on a
-				// cache write that would fail too.
+				// Redis is down: serve from Postgres, do not wait on a
+				// cache write that would fail too, and leave the cache
+				// alone for a while.
 				ur.metrics.cacheError.Inc()
+				ur.skipCacheUntil.Store(time.Now().Add(ur.cacheCooldown).UnixNano())
 			default:
 				ur.metrics.cacheError.Inc()
 				ur.log.LogAttrs(ctx, slog.LevelWarn, "cached user unreadable; reading postgres",

@@ -154,6 +154,30 @@ func TestGetUserClientGone(t *testing.T) {
 	}
 }
 
+// After the cache answers "unavailable", reads go straight to Postgres
+// for a cooldown instead of each waiting on Redis again; then it is probed.
+func TestGetUserSkipsUnavailableCacheForAWhile(t *testing.T) {
+	e := newEnv(t)
+	e.db.insert(testUser(1, "Ann", "Lee"))
+	e.cache.down = true
+	for range 3 {
+		if status, _ := e.get(t, "/users/1"); status != 200 {
+			t.Fatalf("cache down: status %d", status)
+		}
+	}
+	if e.cache.gets != 1 || e.db.gets != 3 {
+		t.Fatalf("cache asked %d times, store %d; want 1 and 3", e.cache.gets, e.db.gets)
+	}
+	e.cache.down = false
+	e.api.users.skipCacheUntil.Store(0) // the cooldown is over
+	if status, _ := e.get(t, "/users/1"); status != 200 {
+		t.Fatalf("after the cooldown: status %d", status)
+	}
+	if e.cache.gets != 2 || e.cache.puts != 1 {
+		t.Fatalf("after the cooldown: cache gets %d, puts %d; want the probe and the refill", e.cache.gets, e.cache.puts)
+	}
+}
+
 func TestGetUserWithoutCache(t *testing.T) {
 	e := newEnv(t, func(c *Config, d *Deps) { d.Cache = nil })
 	e.db.insert(testUser(1, "Ann", "Lee"))
