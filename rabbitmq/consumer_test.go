@@ -284,6 +284,36 @@ func TestConsumerWaitsForBroker(t *testing.T) {
 	require.NoError(t, stop())
 }
 
+// A broker that restarts refuses, for a moment, clients it accepted before
+// (ACCESS_REFUSED while its users are not loaded). Here the refusal is
+// real: the consumer's user is deleted while it is connected, and added
+// back once the consumer has been refused. A consumer that has connected
+// once retries that like an outage instead of exiting.
+func TestConsumerRetriesRefusalOnceConnected(t *testing.T) {
+	t.Parallel()
+	url, queue := rmqtest.NewQueue(t)
+	user, userURL := rmqtest.NewUser(t, url)
+	proxy, proxied := rmqtest.NewProxy(t, userURL)
+	declare(t, url, queue)
+	rmqtest.Publish(t, url, queue, textMessages(5)...)
+	var calls atomic.Int32
+	c := newConsumer(t, proxied, queue, rabbitmq.ConsumerOptions{ReconnectBackoff: 100 * time.Millisecond})
+	stop := runConsumer(t, c, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
+		calls.Add(1)
+		return rabbitmq.Ack{}
+	})
+	waitFor(t, "messages handled", func() bool { return calls.Load() == 5 })
+
+	before := proxy.Accepted()
+	user.Delete()
+	proxy.Cut() // in case the broker keeps the deleted user's connection
+	waitFor(t, "two refused reconnections", func() bool { return proxy.Accepted() >= before+2 })
+	rmqtest.Publish(t, url, queue, textMessages(5)...)
+	user.Add()
+	waitFor(t, "messages handled once the user is back", func() bool { return calls.Load() >= 10 })
+	require.NoError(t, stop())
+}
+
 func TestConsumerBadCredentialsFail(t *testing.T) {
 	t.Parallel()
 	url, queue := rmqtest.NewQueue(t)

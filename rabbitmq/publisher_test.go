@@ -137,6 +137,48 @@ func TestPublisherRepublishesAfterConnectionLoss(t *testing.T) {
 	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout)
 }
 
+// As for the consumer (TestConsumerRetriesRefusalOnceConnected): once
+// connected, a publisher retries the refusals of a restarting broker,
+// here made real by deleting its user and adding it back.
+func TestPublisherRetriesRefusalOnceConnected(t *testing.T) {
+	t.Parallel()
+	url, queue := rmqtest.NewQueue(t)
+	user, userURL := rmqtest.NewUser(t, url)
+	proxy, proxied := rmqtest.NewProxy(t, userURL)
+	p := newPublisher(t, proxied, queue, rabbitmq.PublisherOptions{MaxInFlight: 4})
+	ctx := context.Background()
+	publishBatches(t, p, 1, 100, 10)
+	require.NoError(t, p.Flush(ctx))
+
+	before := proxy.Accepted()
+	user.Delete()
+	proxy.Cut()
+	// Publishing now needs a connection: the publisher keeps trying.
+	done := make(chan error, 1)
+	go func() {
+		for first := 101; first <= 200; first += 10 {
+			body, err := rabbitmq.Encode(rabbitmq.ContentTypeGob, records(first, 10))
+			if err == nil {
+				err = p.Publish(ctx, rabbitmq.Message{Body: body, ContentType: rabbitmq.ContentTypeGob})
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- p.Flush(ctx)
+	}()
+	waitFor(t, "two refused reconnections", func() bool { return proxy.Accepted() >= before+2 })
+	user.Add()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(waitTimeout):
+		t.Fatal("publishing did not resume once the user was back")
+	}
+	assert.Equal(t, uint64(20), p.Stats().Confirmed)
+}
+
 // With the broker gone for longer than ReconnectTimeout, Publish and Flush
 // fail with EUNAVAILABLE instead of hanging.
 func TestPublisherGivesUp(t *testing.T) {

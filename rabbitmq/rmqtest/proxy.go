@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -17,9 +18,10 @@ type Proxy struct {
 	ln       net.Listener
 	upstream string
 
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]struct{}
+	mu       sync.Mutex
+	down     bool
+	conns    map[net.Conn]struct{}
+	accepted atomic.Int64
 }
 
 // NewProxy starts a proxy to the broker of brokerURL and returns it with
@@ -66,6 +68,9 @@ func (p *Proxy) Down(down bool) {
 	}
 }
 
+// Accepted is how many connections clients have opened through the proxy.
+func (p *Proxy) Accepted() int64 { return p.accepted.Load() }
+
 func (p *Proxy) close() {
 	p.ln.Close()
 	p.Cut()
@@ -80,6 +85,7 @@ func (p *Proxy) accept() {
 		if err != nil {
 			continue
 		}
+		p.accepted.Add(1)
 		go p.serve(client)
 	}
 }
