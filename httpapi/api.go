@@ -72,7 +72,7 @@ func New(cfg Config, deps Deps) (*API, error) {
 		return nil, err
 	}
 	a := &API{cfg: cfg, deps: deps, log: cfg.Logger, metrics: m}
-	a.users = &userReader{store: deps.Store, cache: deps.Cache, keys: deps.Keys, log: a.log, metrics: m, cacheCooldown: defaultCacheCooldown}
+	a.users = &userReader{store: deps.Store, cache: deps.Cache, keys: deps.Keys, log: a.log, metrics: m}
 	if bc, ok := deps.Cache.(BatchCache); ok {
 		a.users.batch = newBatcher(bc)
 	}

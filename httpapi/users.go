@@ -26,10 +26,9 @@ type userReader struct {
 	// hung Redis costs one timeout rather than one per batch of requests
 	// queued behind it. Then the next batch probes it again.
 	skipCacheUntil atomic.Int64
-	cacheCooldown  time.Duration
 }
 
-const defaultCacheCooldown = time.Second
+const cacheCooldown = time.Second
 
 func (ur *userReader) get(ctx context.Context, id int64) (viswals.User, error) {
 	fill := false
@@ -67,7 +66,7 @@ func (ur *userReader) get(ctx context.Context, id int64) (viswals.User, error) {
 				// cache write that would fail too, and leave the cache
 				// alone for a while.
 				ur.metrics.cacheError.Inc()
-				ur.skipCacheUntil.Store(time.Now().Add(ur.cacheCooldown).UnixNano())
+				ur.skipCacheUntil.Store(time.Now().Add(cacheCooldown).UnixNano())
 			default:
 				ur.metrics.cacheError.Inc()
 				ur.log.LogAttrs(ctx, slog.LevelWarn, "cached user unreadable; reading postgres",

@@ -21,7 +21,11 @@ func (s *Store) AnalyzeIfStale(ctx context.Context, minRows int64, settled bool)
 	if err != nil {
 		return false, err
 	}
-	if !needsAnalyze(changed, tuples, minRows, settled) {
+	return s.analyzeIf(ctx, needsAnalyze(changed, tuples, minRows, settled))
+}
+
+func (s *Store) analyzeIf(ctx context.Context, needed bool) (bool, error) {
+	if !needed {
 		return false, nil
 	}
 	if _, err := s.pool.Exec(ctx, "ANALYZE users"); err != nil {
@@ -73,9 +77,9 @@ func (s *Store) KeepAnalyzed(ctx context.Context, interval time.Duration, minRow
 			return
 		case <-t.C:
 		}
-		changed, _, err := s.modsSinceAnalyze(ctx)
+		changed, tuples, err := s.modsSinceAnalyze(ctx)
 		if err == nil {
-			_, err = s.AnalyzeIfStale(ctx, minRows, changed == last)
+			_, err = s.analyzeIf(ctx, needsAnalyze(changed, tuples, minRows, changed == last))
 			last = changed
 		}
 		if err != nil && ctx.Err() == nil && onErr != nil {

@@ -1,7 +1,8 @@
 // Package rediscache is the read cache of users: key "<prefix><id>"
 // (prefix "users:" by default) holding the user with its email sealed, in
-// a compact binary form (value.go), with a TTL. Writes are ordered by version, so consumers writing
-// the same user out of order still leave the newest one cached.
+// a compact binary form (value.go), with a TTL. Writes are ordered by
+// version, so consumers writing the same user out of order still leave
+// the newest one cached.
 package rediscache
 
 import (
@@ -83,8 +84,7 @@ type Cache struct {
 	put    *redis.Script // putScript; a test swaps in a never-loaded copy
 	batch  int           // users per put script call
 	prefix string
-	ttlMS  string // PX argument of the put script, "0" for no expiry
-	ttl    time.Duration
+	ttl    time.Duration // whole milliseconds (PX); 0 for no expiry
 }
 
 // New returns a Cache over client. It does not contact Redis.
@@ -102,8 +102,7 @@ func New(client redis.UniversalClient, opts Options) *Cache {
 	if _, single := client.(*redis.Client); single {
 		batch = scriptBatch
 	}
-	return &Cache{client: client, put: putScript, batch: batch, prefix: opts.Prefix,
-		ttlMS: strconv.FormatInt(ms, 10), ttl: time.Duration(ms) * time.Millisecond}
+	return &Cache{client: client, put: putScript, batch: batch, prefix: opts.Prefix, ttl: time.Duration(ms) * time.Millisecond}
 }
 
 // Key returns the Redis key of user id.
@@ -121,6 +120,7 @@ func (c *Cache) Put(ctx context.Context, users []viswals.SealedUser) error {
 	// The script arguments of every call, built once: Put may run the
 	// pipeline twice.
 	values := encodeValues(users)
+	ttlMS := strconv.FormatInt(c.ttl.Milliseconds(), 10) // the script's PX argument, "0" for none
 	keys := make([]string, len(users))
 	args := make([]any, 0, 2*len(users)+(len(users)/c.batch+1))
 	type call struct{ keys, args int } // ends of the call's keys and args
@@ -130,7 +130,7 @@ func (c *Cache) Put(ctx context.Context, users []viswals.SealedUser) error {
 		keys[i] = c.Key(users[i].ID)
 		args = append(args, v, v[len(valuePrefix):versionEnd])
 		if (i+1)%c.batch == 0 || i == len(users)-1 {
-			args = append(args, c.ttlMS)
+			args = append(args, ttlMS)
 			calls = append(calls, call{keys: i + 1, args: len(args)})
 		}
 	}
