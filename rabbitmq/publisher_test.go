@@ -39,6 +39,27 @@ func publishBatches(t *testing.T, p *rabbitmq.Publisher, first, n, size int) (me
 	return messages
 }
 
+// publishInBackground publishes users first..last in gob batches of 10,
+// then flushes, in a goroutine (Publish may block while the publisher
+// reconnects), and sends the first error or nil.
+func publishInBackground(p *rabbitmq.Publisher, first, last int) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		for i := first; i <= last; i += 10 {
+			body, err := rabbitmq.Encode(rabbitmq.ContentTypeGob, records(i, min(10, last-i+1)))
+			if err == nil {
+				err = p.Publish(context.Background(), rabbitmq.Message{Body: body, ContentType: rabbitmq.ContentTypeGob})
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- p.Flush(context.Background())
+	}()
+	return done
+}
+
 // 10k users in batches are all confirmed, then consumed exactly once.
 func TestPublishTenThousandUsers(t *testing.T) {
 	t.Parallel()
@@ -154,20 +175,7 @@ func TestPublisherRetriesRefusalOnceConnected(t *testing.T) {
 	user.Delete()
 	proxy.Cut()
 	// Publishing now needs a connection: the publisher keeps trying.
-	done := make(chan error, 1)
-	go func() {
-		for first := 101; first <= 200; first += 10 {
-			body, err := rabbitmq.Encode(rabbitmq.ContentTypeGob, records(first, 10))
-			if err == nil {
-				err = p.Publish(ctx, rabbitmq.Message{Body: body, ContentType: rabbitmq.ContentTypeGob})
-			}
-			if err != nil {
-				done <- err
-				return
-			}
-		}
-		done <- p.Flush(ctx)
-	}()
+	done := publishInBackground(p, 101, 200)
 	waitFor(t, "two refused reconnections", func() bool { return proxy.Accepted() >= before+2 })
 	user.Add()
 	select {
@@ -209,25 +217,11 @@ func TestPublisherWaitsForBrokerToReturn(t *testing.T) {
 	url, queue := rmqtest.NewQueue(t)
 	proxy, proxied := rmqtest.NewProxy(t, url)
 	p := newPublisher(t, proxied, queue, rabbitmq.PublisherOptions{ReconnectTimeout: waitTimeout})
-	ctx := context.Background()
 	publishBatches(t, p, 1, 100, 10)
 	proxy.Down(true)
 	// Publish blocks while the publisher reconnects; the broker comes
 	// back while it waits.
-	published := make(chan error, 1)
-	go func() {
-		for i := 101; i <= 200; i += 10 {
-			body, err := rabbitmq.Encode(rabbitmq.ContentTypeGob, records(i, 10))
-			if err == nil {
-				err = p.Publish(ctx, rabbitmq.Message{Body: body, ContentType: rabbitmq.ContentTypeGob})
-			}
-			if err != nil {
-				published <- err
-				return
-			}
-		}
-		published <- p.Flush(ctx)
-	}()
+	published := publishInBackground(p, 101, 200)
 	proxy.Down(false)
 	select {
 	case err := <-published:
