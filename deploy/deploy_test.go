@@ -1,4 +1,6 @@
-package viswals_test
+// Package deploy_test checks the repository's deployment files (Dockerfile,
+// compose files) from the repository root.
+package deploy_test
 
 // No Docker engine runs where the tests run, so the Dockerfile and the
 // compose file are checked here: the binaries they name build statically,
@@ -18,6 +20,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 )
+
+// root is the repository root, where the Dockerfile, the compose files and
+// the README live; tests run in their package's folder.
+const root = ".."
 
 type composeFile struct {
 	Services map[string]struct {
@@ -39,7 +45,7 @@ type composeFile struct {
 
 func readCompose(t *testing.T) composeFile {
 	t.Helper()
-	b, err := os.ReadFile("docker-compose.yml")
+	b, err := os.ReadFile(filepath.Join(root, "docker-compose.yml"))
 	require.NoError(t, err)
 	var c composeFile
 	require.NoError(t, yaml.Unmarshal(b, &c))
@@ -49,7 +55,7 @@ func readCompose(t *testing.T) composeFile {
 // dockerfileBinaries returns the ./cmd/... packages the Dockerfile builds.
 func dockerfileBinaries(t *testing.T) []string {
 	t.Helper()
-	b, err := os.ReadFile("Dockerfile")
+	b, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
 	require.NoError(t, err)
 	df := string(b)
 	assert.Contains(t, df, "CGO_ENABLED=0", "binaries must be static")
@@ -66,6 +72,7 @@ func TestDeployment(t *testing.T) {
 	require.ElementsMatch(t, []string{"./cmd/producer", "./cmd/consumer", "./cmd/gencsv"}, pkgs)
 	bin := t.TempDir()
 	cmd := exec.Command("go", append([]string{"build", "-trimpath", "-o", bin + "/"}, pkgs...)...)
+	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	b, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", b)
@@ -82,7 +89,7 @@ func TestDeployment(t *testing.T) {
 	})
 	t.Run("compose matches the code", func(t *testing.T) { checkCompose(t, bin) })
 	t.Run("README lists every setting", func(t *testing.T) {
-		readme, err := os.ReadFile("README.md")
+		readme, err := os.ReadFile(filepath.Join(root, "README.md"))
 		require.NoError(t, err)
 		for _, name := range []string{"consumer", "producer"} {
 			for _, m := range regexp.MustCompile(`\(env (\w+)\)`).FindAllStringSubmatch(helpText(t, filepath.Join(bin, name)), -1) {
@@ -128,7 +135,7 @@ func checkCompose(t *testing.T, bin string) {
 	}
 	port := consumer.Environment["CONSUMER_PORT"]
 	assert.Contains(t, consumer.Ports, port+":"+port, "the API port is published")
-	df, err := os.ReadFile("Dockerfile")
+	df, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
 	require.NoError(t, err)
 	assert.Contains(t, string(df), "EXPOSE "+port)
 	assert.Equal(t, []string{"/usr/local/bin/consumer", "healthcheck"}, consumer.Healthcheck.Test[1:], "health check runs the binary's healthcheck subcommand")
@@ -141,7 +148,7 @@ func checkCompose(t *testing.T, bin string) {
 	assert.Equal(t, []string{"/usr/local/bin/producer"}, producer.Entrypoint)
 	require.Len(t, producer.Command, 1)
 	assert.True(t, strings.HasPrefix(producer.Command[0], "/data/"))
-	assert.FileExists(t, filepath.Join("data", strings.TrimPrefix(producer.Command[0], "/data/")))
+	assert.FileExists(t, filepath.Join(root, "data", strings.TrimPrefix(producer.Command[0], "/data/")))
 	assert.Contains(t, string(df), "data/ /data/")
 	// The hostnames in the URLs are the compose service names.
 	for _, v := range []string{"POSTGRES_CONN_URL", "REDIS_CONN_URL", "RABBITMQ_CONN_URL"} {
