@@ -1,0 +1,218 @@
+package producer_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/csvin"
+	"github.com/viswals/viswals/producer"
+	"github.com/viswals/viswals/rabbitmq"
+)
+
+// rows yields the given rows, then err (io.EOF when nil).
+type rows struct {
+	rows []csvin.Row
+	err  error
+}
+
+func (r *rows) Next() (csvin.Row, error) {
+	if len(r.rows) == 0 {
+		if r.err != nil {
+			return csvin.Row{}, r.err
+		}
+		return csvin.Row{}, io.EOF
+	}
+	row := r.rows[0]
+	r.rows = r.rows[1:]
+	return row, nil
+}
+
+// publisher keeps what it is given; publishErr and flushErr make it fail.
+type publisher struct {
+	mu                   sync.Mutex
+	msgs                 []rabbitmq.Message
+	flushed              bool
+	publishErr, flushErr error
+}
+
+func (p *publisher) Publish(_ context.Context, msg rabbitmq.Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.publishErr != nil {
+		return p.publishErr
+	}
+	p.msgs = append(p.msgs, msg)
+	return nil
+}
+
+func (p *publisher) Flush(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.flushed = true
+	return p.flushErr
+}
+
+type rejects struct {
+	lines []int64
+	err   error
+}
+
+func (r *rejects) Write(row csvin.Row) error {
+	if r.err != nil {
+		return r.err
+	}
+	r.lines = append(r.lines, row.Line)
+	return nil
+}
+
+type progress struct{ sets []int64 }
+
+func (p *progress) Set(n int64) { p.sets = append(p.sets, n) }
+
+func good(id int64) csvin.Row {
+	line := id + 1
+	return csvin.Row{Line: line, Record: viswals.Record{
+		User:    viswals.User{ID: id, Email: "u@example.com", CreatedAt: time.UnixMilli(0).UTC()},
+		Version: viswals.Version{Line: line},
+	}}
+}
+
+func bad(line int64) csvin.Row {
+	return csvin.Row{Line: line, Err: errors.New("bad row"), Fields: []string{"x"}}
+}
+
+// decoded returns the ids in each message, checking every message's
+// content type and load id on the way.
+func decoded(t *testing.T, msgs []rabbitmq.Message, contentType string, loadID int64) [][]int64 {
+	t.Helper()
+	var ids [][]int64
+	for _, m := range msgs {
+		require.Equal(t, contentType, m.ContentType)
+		recs, err := rabbitmq.Decode(m.ContentType, m.Body)
+		require.NoError(t, err)
+		var batch []int64
+		for _, r := range recs {
+			assert.Equal(t, loadID, r.Version.Load, "load id of user %d", r.ID)
+			batch = append(batch, r.ID)
+		}
+		ids = append(ids, batch)
+	}
+	return ids
+}
+
+func TestRun(t *testing.T) {
+	t.Parallel()
+	const loadID = 42
+	tests := []struct {
+		name        string
+		contentType string
+		batch       int
+		rows        []csvin.Row
+		want        producer.Counts
+		wantIDs     [][]int64
+		wantRejects []int64
+	}{
+		{name: "batches good rows, rejects bad ones", contentType: rabbitmq.ContentTypeGob, batch: 2,
+			rows:        []csvin.Row{good(1), bad(3), good(3), good(4), bad(6), good(6), good(7)},
+			want:        producer.Counts{Read: 7, Published: 5, Rejected: 2, Messages: 3},
+			wantIDs:     [][]int64{{1, 3}, {4, 6}, {7}},
+			wantRejects: []int64{3, 6}},
+		{name: "json", contentType: rabbitmq.ContentTypeJSON, batch: 2,
+			rows:    []csvin.Row{good(1), good(2), good(3), good(4)},
+			want:    producer.Counts{Read: 4, Published: 4, Messages: 2},
+			wantIDs: [][]int64{{1, 2}, {3, 4}}},
+		{name: "one user per message", contentType: rabbitmq.ContentTypeGob, batch: 1,
+			rows:    []csvin.Row{good(1), good(2)},
+			want:    producer.Counts{Read: 2, Published: 2, Messages: 2},
+			wantIDs: [][]int64{{1}, {2}}},
+		{name: "only rejects", contentType: rabbitmq.ContentTypeGob, batch: 10,
+			rows:        []csvin.Row{bad(2), bad(3)},
+			want:        producer.Counts{Read: 2, Rejected: 2},
+			wantRejects: []int64{2, 3}},
+		{name: "empty input", contentType: rabbitmq.ContentTypeGob, batch: 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			pub, rej, prog := &publisher{}, &rejects{}, &progress{}
+			p := producer.New(&rows{rows: tt.rows}, pub, rej, prog,
+				producer.Options{ContentType: tt.contentType, BatchSize: tt.batch, LoadID: loadID})
+			n, err := p.Run(context.Background())
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, n)
+			assert.Equal(t, tt.wantIDs, decoded(t, pub.msgs, tt.contentType, loadID))
+			assert.Equal(t, tt.wantRejects, rej.lines)
+			assert.True(t, pub.flushed, "Run must wait for the broker's confirms")
+			assert.Equal(t, []int64{tt.want.Read}, prog.sets)
+		})
+	}
+}
+
+func TestRunFails(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("boom")
+	many := make([]csvin.Row, 100)
+	for i := range many {
+		many[i] = good(int64(i + 1))
+	}
+	tests := []struct {
+		name    string
+		rows    *rows
+		pub     *publisher
+		rejects *rejects
+		want    string
+	}{
+		{name: "read", rows: &rows{rows: []csvin.Row{good(1)}, err: boom}, pub: &publisher{}, rejects: &rejects{},
+			want: "read input: boom"},
+		{name: "write a reject", rows: &rows{rows: []csvin.Row{bad(2)}}, pub: &publisher{}, rejects: &rejects{err: boom},
+			want: "write rejects: boom"},
+		// Many rows, so the reader is blocked on a full channel when
+		// publishing fails: it must stop rather than hang.
+		{name: "publish", rows: &rows{rows: many}, pub: &publisher{publishErr: boom}, rejects: &rejects{},
+			want: "publish: boom"},
+		{name: "confirms", rows: &rows{rows: []csvin.Row{good(1)}}, pub: &publisher{flushErr: boom}, rejects: &rejects{},
+			want: "wait for broker confirms: boom"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := producer.New(tt.rows, tt.pub, tt.rejects, &progress{},
+				producer.Options{ContentType: rabbitmq.ContentTypeGob, BatchSize: 1})
+			_, err := p.Run(context.Background())
+			require.ErrorIs(t, err, boom)
+			assert.EqualError(t, err, tt.want)
+		})
+	}
+}
+
+func TestRunReportsProgressEvery4096Rows(t *testing.T) {
+	t.Parallel()
+	in := make([]csvin.Row, 2*4096+1)
+	for i := range in {
+		in[i] = bad(int64(i + 2))
+	}
+	prog := &progress{}
+	p := producer.New(&rows{rows: in}, &publisher{}, &rejects{}, prog,
+		producer.Options{ContentType: rabbitmq.ContentTypeGob, BatchSize: 10})
+	_, err := p.Run(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, []int64{4096, 8192, 8193}, prog.sets)
+}
+
+func TestBarIsSilentOffATerminal(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder
+	bar := producer.NewBar(&out)
+	bar.Set(10)
+	bar.Finish()
+	assert.Empty(t, out.String())
+}
