@@ -22,7 +22,6 @@ type Panel struct {
 }
 
 var (
-	white = color.RGBA{255, 255, 255, 255}
 	black = color.RGBA{30, 30, 30, 255}
 	grey  = color.RGBA{210, 210, 210, 255}
 	blue  = color.RGBA{31, 119, 180, 255}

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -108,9 +107,12 @@ func buildBinaries() error {
 	shared.binOnce.Do(func() {
 		start := time.Now()
 		dir := filepath.Join(shared.root, "bin")
+		// go test puts its own toolchain first on PATH, so this finds the
+		// go that is running the tests.
 		goTool, err := exec.LookPath("go")
 		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+			shared.binErr = fmt.Errorf("find the go command: %w", err)
+			return
 		}
 		out, err := run(os.Environ(), "..", goTool, "build", "-o", dir+string(filepath.Separator), "./cmd/producer", "./cmd/consumer")
 		if err != nil {

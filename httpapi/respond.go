@@ -85,14 +85,3 @@ func writeJSONBytes(w http.ResponseWriter, status int, body []byte) {
 	w.WriteHeader(status)
 	w.Write(body) //nolint:errcheck // the client went away; nothing to do
 }
-
-// writeData writes {"status":"success","data":<data>} where data is raw
-// JSON.
-func writeData(w http.ResponseWriter, status int, data []byte) {
-	b := getBuf()
-	defer putBuf(b)
-	*b = append(*b, `{"status":"success","data":`...)
-	*b = append(*b, data...)
-	*b = append(*b, "}\n"...)
-	writeJSONBytes(w, status, *b)
-}

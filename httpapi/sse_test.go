@@ -85,7 +85,7 @@ func TestSSEResumeNoGapNoRepeat(t *testing.T) {
 			c.Close()
 			// ...resume, finish the snapshot, get some live changes...
 			c = open(last)
-			ids, last = c.Users(t, 6)
+			ids, _ = c.Users(t, 6)
 			got = append(got, ids...)
 			e.db.insert(testUser(11, "A", "A"))
 			e.db.insert(testUser(12, "A", "A"))

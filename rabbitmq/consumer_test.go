@@ -107,8 +107,7 @@ func TestConsumerPartialDeadLetter(t *testing.T) {
 	url, queue := rmqtest.NewQueue(t)
 	declare(t, url, queue)
 	rmqtest.Publish(t, url, queue, amqp.Publishing{Body: []byte("whole batch"), ContentType: "text/plain", Headers: amqp.Table{"load": "1"}})
-	var c *rabbitmq.Consumer
-	c = newConsumer(t, url, queue, rabbitmq.ConsumerOptions{})
+	c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{})
 	stop := runConsumer(t, c, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
 		if err := c.DeadLetter(ctx, []byte("bad users only"), d.ContentType, d.Headers, "2 invalid users"); err != nil {
 			t.Errorf("DeadLetter: %v", err)
@@ -242,8 +241,7 @@ func TestConsumerReconnects(t *testing.T) {
 
 	var mu sync.Mutex
 	seen := map[string]int{}
-	var c *rabbitmq.Consumer
-	c = newConsumer(t, url, queue, rabbitmq.ConsumerOptions{Prefetch: 8, Workers: 2, ReconnectBackoff: 200 * time.Millisecond})
+	c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{Prefetch: 8, Workers: 2, ReconnectBackoff: 200 * time.Millisecond})
 	stop := runConsumer(t, c, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
 		mu.Lock()
 		seen[d.MessageID]++
@@ -342,8 +340,7 @@ func TestCompetingConsumersOneDies(t *testing.T) {
 	opts := rabbitmq.ConsumerOptions{Prefetch: 4, Workers: 2}
 	var aHandled atomic.Int32
 	busy, died := make(chan struct{}), make(chan struct{})
-	var a *rabbitmq.Consumer
-	a = newConsumer(t, url, queue, opts)
+	a := newConsumer(t, url, queue, opts)
 	stopA := runConsumer(t, a, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
 		record(d.MessageID)
 		switch aHandled.Add(1) {
