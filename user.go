@@ -54,8 +54,8 @@ type Record struct {
 	Version Version `json:"version"`
 }
 
-// Validate checks u against the input rules of the design and returns an
-// EINVALID error naming the first field that breaks one.
+// Validate checks u against the rules every stored user obeys and returns
+// an EINVALID error naming the first field that breaks one.
 func (u *User) Validate() error {
 	if u.ID < 1 {
 		return Errorf(EINVALID, "id must be an integer >= 1, got %d", u.ID)
@@ -88,8 +88,8 @@ func (u *User) Validate() error {
 	return nil
 }
 
-// ValidateEmail applies the design's rule: exactly one '@' with text on
-// both sides, within the size bound, valid UTF-8 without control bytes.
+// ValidateEmail accepts exactly one '@' with text on both sides, within the
+// size bound, valid UTF-8 without control bytes.
 func ValidateEmail(email string) error {
 	if err := validText("email_address", email, MaxEmailBytes); err != nil {
 		return err

@@ -1,4 +1,4 @@
-// Package bench is the performance harness of issue 5: in one run it
+// Package bench is the performance harness: in one run it
 // measures the yardsticks (a bare psql \copy of the CSV, a bare Go HTTP
 // handler) and the project (producer start → last row committed, peak RSS
 // of both processes, GET /users/{id}, GET /users?first_name=, SSE delivery

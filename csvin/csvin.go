@@ -1,5 +1,5 @@
-// Package csvin reads a CSV export of users (DESIGN, "The input") as a
-// stream of rows, each either a validated record or a rejected row with the
+// Package csvin reads a CSV export of users (a header row naming the
+// columns of viswals.User, in any order) as a stream of rows, each either a validated record or a rejected row with the
 // reason, in constant memory whatever the size of the input.
 package csvin
 

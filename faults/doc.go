@@ -1,4 +1,4 @@
-// Package faults is the pipeline's fault-injection suite (issue 4). It has
+// Package faults is the pipeline's fault-injection suite. It has
 // no code of its own: its tests build cmd/producer and cmd/consumer, run
 // them as real processes against a Postgres cluster, a redis-server and a
 // RabbitMQ node that the tests start themselves (on free ports, in

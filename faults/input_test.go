@@ -59,7 +59,7 @@ var (
 // as -1 and as empty, parents that point at themselves or at ids not
 // loaded, names with commas, quotes and (rarely) line breaks, about 3%
 // duplicate ids with new content (the later row must win) and about 2% bad
-// rows of the kinds DESIGN lists. The same seed gives the same file.
+// rows of the kinds badRow makes. The same seed gives the same file.
 func generateInput(path string, rows int, seed uint64) (*input, error) {
 	f, err := os.Create(path)
 	if err != nil {
@@ -163,8 +163,8 @@ func generateInput(path string, rows int, seed uint64) (*input, error) {
 	return in, f.Close()
 }
 
-// badRow returns a row the producer must reject, of one of the kinds
-// DESIGN lists.
+// badRow returns a row the producer must reject, with one fault picked at
+// random: a bad id, email or timestamp, or too few or too many fields.
 func badRow(rng *rand.Rand, id int64) []string {
 	good := []string{strconv.FormatInt(id, 10), fmt.Sprintf("bad.%d@example.com", id), "Bad", "Row", "1700000000000", "", "", ""}
 	switch rng.IntN(11) {

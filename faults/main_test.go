@@ -11,7 +11,9 @@ import (
 	"time"
 )
 
-// inputRows is the size of every load, as issue 4 asks.
+// inputRows is the size of every load: big enough that a fault injected at
+// a share of it (stack.share) lands while batches are in flight in every
+// stage.
 const inputRows = 100_000
 
 var keep = flag.Bool("faults.keep", false, "keep the suite's temporary directory (binaries, input, server data) after the run")

@@ -246,7 +246,7 @@ func (c *consumer) get(path string) (int, []byte, error) {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode == http.StatusNotFound && !strings.Contains(resp.Header.Get("Content-Type"), "json") {
-		// The mux's own 404: the route does not exist (yet).
+		// The mux's own 404 (not the API's JSON one): no such route.
 		return resp.StatusCode, body, errNoRoute
 	}
 	return resp.StatusCode, body, err
@@ -580,8 +580,9 @@ type apiUser struct {
 	ParentUserID *int64     `json:"parent_user_id"`
 }
 
-// getUser fetches GET /users/{id}; ok is false when the API has no such
-// route (it is being built in another issue).
+// getUser fetches GET /users/{id}; ok is false when the consumer's mux has
+// no such route (errNoRoute), so callers skip the API check instead of
+// failing it.
 func (s *stack) getUser(c *consumer, id int64) (u wantUser, status int, ok bool) {
 	s.t.Helper()
 	code, body, err := c.get("/users/" + strconv.FormatInt(id, 10))

@@ -17,7 +17,7 @@ import (
 	"github.com/viswals/viswals"
 )
 
-// DefaultPrefix is the key prefix of the design: users:{id}.
+// DefaultPrefix makes the keys users:{id}.
 const DefaultPrefix = "users:"
 
 // putScript writes each of its keys unless the key already holds a value

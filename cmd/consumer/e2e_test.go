@@ -37,7 +37,7 @@ import (
 // function against the real Postgres, Redis and RabbitMQ, each in a
 // database, key prefix and queue of its own.
 
-// input has every kind of bad row the design lists, a BOM, CRLF line ends,
+// input has every kind of bad row the producer rejects, a BOM, CRLF line ends,
 // a quoted comma, an embedded newline and duplicate ids (the later wins).
 const input = "\ufeffid,first_name,last_name,email_address,created_at,deleted_at,merged_at,parent_user_id\r\n" +
 	"1,Ann,Lee,ann@example.com,1600000000000,-1,-1,-1\r\n" +

@@ -271,8 +271,9 @@ const (
 	colParent
 )
 
-// badKinds are the ways a dirty file's bad rows are bad: every kind the
-// design lists, and the rules of each column. Each spoils a good row.
+// badKinds are the ways a dirty file's bad rows are bad: a wrong field
+// count, and each rule of each column (csvin and viswals.User.Validate).
+// Each spoils a good row.
 var badKinds = []struct {
 	name  string
 	spoil func(f []string) []string

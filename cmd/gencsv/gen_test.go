@@ -80,7 +80,7 @@ func TestClean(t *testing.T) {
 			t.Fatalf("id %d appears %d times", id, l.rowsByID[id])
 		}
 	}
-	// The variety the design asks for shows in a file this size.
+	// Every kind of valid row gen makes shows in a file this size.
 	var comma, quote, unicode, deleted, merged, selfOrLater bool
 	for id, u := range l.first {
 		comma = comma || strings.Contains(u.LastName, ",")

@@ -1,5 +1,5 @@
 // Command gencsv writes a realistic CSV export of users for tests, benchmarks
-// and demos: clean, or with -dirty every kind of bad row the design lists,
+// and demos: clean, or with -dirty every kind of bad row the producer rejects,
 // duplicate ids, a BOM and CRLF line ends. The same seed gives the same file.
 //
 //	go run ./cmd/gencsv -rows 1000000 -dirty -seed 7 -o users.csv

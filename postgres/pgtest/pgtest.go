@@ -57,7 +57,7 @@ func NewEmptyDatabase(t testing.TB) string {
 	server := ServerURL()
 	conn, err := pgx.Connect(ctx, server)
 	if err != nil {
-		t.Fatalf("pgtest: Postgres is not reachable at %s (set POSTGRES_TEST_URL, or start it as DEVELOPERS.md says): %v", redact(server), err)
+		t.Fatalf("pgtest: Postgres is not reachable at %s (set POSTGRES_TEST_URL, or run make test, which starts it with Docker Compose): %v", redact(server), err)
 	}
 	defer conn.Close(ctx)
 
