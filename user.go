@@ -54,6 +54,14 @@ type Record struct {
 	Version Version `json:"version"`
 }
 
+// Refusal is a record of a batch that cannot be stored, named by its
+// position in the batch, with the reason. The caller holds the record as
+// it arrived, so a refused record can leave only whole (dead-lettered).
+type Refusal struct {
+	Index  int
+	Reason string
+}
+
 // Validate checks u against the rules every stored user obeys and returns
 // an EINVALID error naming the first field that breaks one.
 func (u *User) Validate() error {

@@ -1,7 +1,7 @@
 // Package ingest is the consumer's flow for one batch of users:
 // validate → seal the emails → upsert into Postgres (the system of record) →
-// write the changed users to the Redis cache. The message plumbing (decode,
-// ack, dead letters) lives in message.go; this file knows nothing of queues.
+// write the changed users to the Redis cache. It knows nothing of queues:
+// a batch goes in, the records it refused come out.
 package ingest
 
 import (
@@ -21,6 +21,8 @@ type Store interface {
 	// and returns those whose content changed; inserted reports that none
 	// of them existed before.
 	UpsertBatch(ctx context.Context, users []viswals.SealedUser) (changed []viswals.SealedUser, inserted bool, err error)
+	// GetMany returns the stored users of ids (those that exist).
+	GetMany(ctx context.Context, ids []int64) ([]viswals.SealedUser, error)
 }
 
 // Cache is the read cache. It is optional: its failures never stop ingestion.
@@ -33,7 +35,7 @@ type Cache interface {
 }
 
 // invalidator is a Cache that can also drop entries (rediscache.Cache
-// can): see Ingester.ingest and staleSet for when it must.
+// can): see Ingester.refreshCache and staleSet for when it must.
 type invalidator interface {
 	Delete(ctx context.Context, ids []int64) error
 	DeleteAll(ctx context.Context) (int, error)
@@ -42,12 +44,6 @@ type invalidator interface {
 // Sealer encrypts a record's email.
 type Sealer interface {
 	Seal(r viswals.Record) (viswals.SealedUser, error)
-}
-
-// Rejected is a record that cannot be stored, with the reason.
-type Rejected struct {
-	Record viswals.Record
-	Reason string
 }
 
 // Options tune an Ingester; zero values take the defaults.
@@ -93,69 +89,89 @@ func New(store Store, cache Cache, sealer Sealer, opts Options) *Ingester {
 	return &Ingester{store: store, cache: cache, sealer: sealer, opts: opts, cacheBreaker: breaker{cooldown: 5 * time.Second}}
 }
 
-// Ingest validates, seals and stores recs. It returns the records that were
-// refused, with reasons; every other record is committed when it returns nil.
-// While the store is unavailable it retries with backoff until ctx is done,
-// so the caller's message stays unacknowledged and nothing is lost.
-func (in *Ingester) Ingest(ctx context.Context, recs []viswals.Record) ([]Rejected, error) {
-	return in.ingest(ctx, recs, false)
-}
-
-// ingest is Ingest for a message that may have been processed before
-// (redelivered). The cache is written after the commit and the message
-// acked after that, so a consumer that dies in between leaves the users
-// committed but not cached; on the redelivery the upsert changes nothing
-// (same versions), and the cache would keep whatever older version it
-// held. So for a redelivered batch the entries of the users it did not
-// change are dropped: the next read fills them from Postgres.
-func (in *Ingester) ingest(ctx context.Context, recs []viswals.Record, redelivered bool) ([]Rejected, error) {
+// Ingest validates, seals and stores recs and returns the records it
+// refused, by position, with reasons; every other record is committed when
+// it returns nil. While the store is unavailable it retries with backoff
+// until ctx is done, so the caller can hand the batch back and nothing is
+// lost. seenBefore says the batch may have been ingested already (a
+// message delivered again).
+//
+// The cache is written after the commit, so a batch whose commit cannot be
+// vouched for may leave the cache holding older versions than Postgres:
+// one seen before (its first ingestion may have died between the commit
+// and the cache write), and one whose write failed and was retried (the
+// failed attempt may have committed: the retry then changes nothing and
+// would write nothing to the cache). For such a batch the users it did not
+// change are read back from the store and cached as they are stored.
+func (in *Ingester) Ingest(ctx context.Context, recs []viswals.Record, seenBefore bool) ([]viswals.Refusal, error) {
 	start := time.Now()
 	sealed := make([]viswals.SealedUser, 0, len(recs))
-	var rejected []Rejected
+	index := make([]int, 0, len(recs)) // sealed[i] is recs[index[i]]
+	var refused []viswals.Refusal
 	for i := range recs {
 		if err := recs[i].Validate(); err != nil {
-			rejected = append(rejected, Rejected{Record: recs[i], Reason: err.Error()})
+			refused = append(refused, viswals.Refusal{Index: i, Reason: err.Error()})
 			continue
 		}
 		s, err := in.sealer.Seal(recs[i])
 		if err != nil {
+			// Not the record's fault (the system's randomness failed):
+			// the caller retries the whole batch later.
 			return nil, fmt.Errorf("seal user %d: %w", recs[i].ID, err)
 		}
 		sealed = append(sealed, s)
+		index = append(index, i)
 	}
 
-	changed, inserted, refused, err := in.upsert(ctx, sealed)
+	res, err := in.upsert(ctx, sealed)
 	if err != nil {
 		return nil, err
 	}
-	rejected = append(rejected, refused...)
-	in.opts.Metrics.observeBatch(len(sealed)-len(refused), len(rejected), time.Since(start))
+	for _, r := range res.refused {
+		refused = append(refused, viswals.Refusal{Index: index[r.Index], Reason: r.Reason})
+	}
+	in.opts.Metrics.observeBatch(len(sealed)-len(res.refused), len(refused), time.Since(start))
 
-	if len(changed) > 0 && in.cache != nil {
-		in.putCache(ctx, changed, inserted)
+	if in.cache == nil {
+		return refused, nil
 	}
-	if redelivered && in.cache != nil {
-		in.dropUnchanged(ctx, sealed, changed)
+	if len(res.changed) > 0 {
+		in.putCache(ctx, res.changed, res.inserted)
 	}
-	return rejected, nil
+	if seenBefore || res.retried {
+		in.refreshCache(ctx, unchangedIDs(sealed, res.changed, res.refused))
+	}
+	return refused, nil
 }
 
-// dropUnchanged deletes the cache entries of the users of batch that are
-// not in changed (see ingest). Like putCache it never fails ingestion.
-func (in *Ingester) dropUnchanged(ctx context.Context, batch, changed []viswals.SealedUser) {
-	inv, ok := in.cache.(invalidator)
-	if !ok {
-		return
-	}
-	written := make(map[int64]bool, len(changed))
+// unchangedIDs returns the ids of batch that are neither in changed nor
+// refused (whose index is into batch).
+func unchangedIDs(batch, changed []viswals.SealedUser, refused []viswals.Refusal) []int64 {
+	skip := make(map[int64]bool, len(changed)+len(refused))
 	for _, u := range changed {
-		written[u.ID] = true
+		skip[u.ID] = true
+	}
+	for _, r := range refused {
+		skip[batch[r.Index].ID] = true
 	}
 	ids := make([]int64, 0, len(batch)-len(changed))
 	for _, u := range batch {
-		if !written[u.ID] {
+		if !skip[u.ID] {
+			skip[u.ID] = true
 			ids = append(ids, u.ID)
 		}
+	}
+	return ids
+}
+
+// refreshCache writes the stored versions of ids to the cache (see
+// Ingest). Writing them, rather than deleting the entries, keeps the
+// version guard working against a read that fetched an older row from
+// Postgres and fills the cache after us. When the store cannot be read the
+// entries are deleted instead. Like putCache it never fails ingestion.
+func (in *Ingester) refreshCache(ctx context.Context, ids []int64) {
+	if len(ids) == 0 {
+		return
 	}
 	if !in.cacheBreaker.allow() {
 		in.stale.addIDs(ids)
@@ -164,13 +180,24 @@ func (in *Ingester) dropUnchanged(ctx context.Context, batch, changed []viswals.
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.opts.CacheTimeout)
 	defer cancel()
-	if err := inv.Delete(ctx, ids); err != nil {
+	var err error
+	if stored, gerr := in.store.GetMany(ctx, ids); gerr == nil {
+		err = in.cache.Put(ctx, stored)
+	} else if inv, ok := in.cache.(invalidator); ok {
+		in.opts.Logger.Warn("cannot read back users to refresh their cache entries; deleting them", "users", len(ids), "err", gerr)
+		err = inv.Delete(ctx, ids)
+	} else {
+		err = gerr
+	}
+	if err != nil {
 		in.stale.addIDs(ids)
 		in.drainStaleLater()
 		in.cacheBreaker.fail()
-		in.opts.Logger.Warn("cache invalidation failed; continuing without cache", "users", len(ids), "err", err)
+		in.opts.Logger.Warn("cache refresh failed; continuing without cache", "users", len(ids), "err", err)
 		in.opts.Metrics.CacheErrors.Inc()
+		return
 	}
+	in.cacheBreaker.succeed()
 }
 
 // putCache writes to Redis after the commit (with PutNew when the users
@@ -208,39 +235,53 @@ func (in *Ingester) putCache(ctx context.Context, users []viswals.SealedUser, in
 	in.cacheBreaker.succeed()
 }
 
+// upsertResult is what upsert did with a batch.
+type upsertResult struct {
+	changed  []viswals.SealedUser // users whose content was written
+	inserted bool                 // changed are all new ids
+	refused  []viswals.Refusal    // by index into the batch
+	// retried is set when a write failed without a clear answer and was
+	// tried again: the failed attempt may have committed.
+	retried bool
+}
+
 // upsert writes users, retrying while the store is unavailable. A
 // batch the store refuses as invalid is retried one user at a time so that
 // one bad user cannot keep the good ones out.
-func (in *Ingester) upsert(ctx context.Context, users []viswals.SealedUser) (changed []viswals.SealedUser, inserted bool, refused []Rejected, err error) {
+func (in *Ingester) upsert(ctx context.Context, users []viswals.SealedUser) (upsertResult, error) {
+	var res upsertResult
 	if len(users) == 0 {
-		return nil, false, nil, nil
+		return res, nil
 	}
-	changed, inserted, err = in.upsertUntilAvailable(ctx, users)
+	var err error
+	res.changed, res.inserted, err = in.upsertUntilAvailable(ctx, users, &res.retried)
 	if err == nil || viswals.ErrorCode(err) != viswals.EINVALID {
-		return changed, inserted, nil, err
+		return res, err
 	}
 	in.opts.Logger.Warn("batch refused by the store; retrying one by one", "users", len(users), "err", err)
-	for _, u := range users {
-		c, _, err := in.upsertUntilAvailable(ctx, []viswals.SealedUser{u})
+	res.changed, res.inserted = nil, false
+	for i, u := range users {
+		c, _, err := in.upsertUntilAvailable(ctx, []viswals.SealedUser{u}, &res.retried)
 		switch {
 		case err == nil:
-			changed = append(changed, c...)
+			res.changed = append(res.changed, c...)
 		case viswals.ErrorCode(err) == viswals.EINVALID:
-			refused = append(refused, Rejected{Record: viswals.Record{User: viswals.User{ID: u.ID}, Version: u.Version}, Reason: viswals.ErrorMessage(err)})
+			res.refused = append(res.refused, viswals.Refusal{Index: i, Reason: viswals.ErrorMessage(err)})
 		default:
-			return nil, false, nil, err
+			return upsertResult{}, err
 		}
 	}
-	return changed, false, refused, nil
+	return res, nil
 }
 
-func (in *Ingester) upsertUntilAvailable(ctx context.Context, users []viswals.SealedUser) ([]viswals.SealedUser, bool, error) {
+func (in *Ingester) upsertUntilAvailable(ctx context.Context, users []viswals.SealedUser, retried *bool) ([]viswals.SealedUser, bool, error) {
 	backoff := in.opts.RetryMin
 	for {
 		changed, inserted, err := in.store.UpsertBatch(ctx, users)
 		if err == nil || viswals.ErrorCode(err) == viswals.EINVALID {
 			return changed, inserted, err
 		}
+		*retried = true
 		in.opts.Metrics.StoreRetries.Inc()
 		in.opts.Logger.Warn("store unavailable; retrying", "backoff", backoff, "err", err)
 		// Jitter keeps several consumers from retrying in lockstep.

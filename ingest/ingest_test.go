@@ -7,12 +7,10 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/viswals/viswals"
-	"github.com/viswals/viswals/rabbitmq"
 )
 
 // Fakes for pure logic: the real stores are exercised by the end-to-end
@@ -44,6 +42,10 @@ func (s *fakeStore) UpsertBatch(_ context.Context, users []viswals.SealedUser) (
 		s.upserted = append(s.upserted, u.ID)
 	}
 	return users, s.inserted, nil
+}
+
+func (s *fakeStore) GetMany(context.Context, []int64) ([]viswals.SealedUser, error) {
+	return nil, errors.New("fakeStore keeps no users")
 }
 
 type fakeCache struct {
@@ -84,24 +86,6 @@ func (fakeSealer) Seal(r viswals.Record) (viswals.SealedUser, error) {
 	return viswals.SealedUser{ID: r.ID, FirstName: r.FirstName, EmailSealed: "sealed", Version: r.Version}, nil
 }
 
-type fakeDLQ struct {
-	mu      sync.Mutex
-	reasons []string
-	bodies  [][]byte
-	err     error
-}
-
-func (d *fakeDLQ) DeadLetter(_ context.Context, body []byte, _ string, _ amqp.Table, reason string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.err != nil {
-		return d.err
-	}
-	d.reasons = append(d.reasons, reason)
-	d.bodies = append(d.bodies, body)
-	return nil
-}
-
 func rec(id int64, email string) viswals.Record {
 	return viswals.Record{User: viswals.User{ID: id, Email: email, CreatedAt: time.UnixMilli(1).UTC()}, Version: viswals.Version{Load: 1, Line: id + 1}}
 }
@@ -132,12 +116,12 @@ func TestIngest(t *testing.T) {
 			t.Parallel()
 			cache := &fakeCache{}
 			in := New(tt.store, cache, fakeSealer{}, fastOptions())
-			rejected, err := in.Ingest(context.Background(), tt.recs)
+			refused, err := in.Ingest(context.Background(), tt.recs, false)
 			require.NoError(t, err)
 			assert.Equal(t, tt.wantStored, tt.store.upserted)
 			var ids []int64
-			for _, r := range rejected {
-				ids = append(ids, r.Record.ID)
+			for _, r := range refused {
+				ids = append(ids, tt.recs[r.Index].ID)
 				assert.NotEmpty(t, r.Reason)
 			}
 			assert.Equal(t, tt.wantRejected, ids)
@@ -153,7 +137,7 @@ func TestIngestCachesInsertedUsersWithPutNew(t *testing.T) {
 	for _, inserted := range []bool{true, false} {
 		cache := &fakeCache{}
 		in := New(&fakeStore{inserted: inserted}, cache, fakeSealer{}, fastOptions())
-		_, err := in.Ingest(context.Background(), []viswals.Record{rec(1, "a@b"), rec(2, "c@d")})
+		_, err := in.Ingest(context.Background(), []viswals.Record{rec(1, "a@b"), rec(2, "c@d")}, false)
 		require.NoError(t, err)
 		assert.Equal(t, []int64{1, 2}, cache.ids)
 		if inserted {
@@ -183,7 +167,7 @@ func TestIngestStopsRetryingWhenCancelled(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}()
-	_, err := in.Ingest(ctx, []viswals.Record{rec(1, "a@b")})
+	_, err := in.Ingest(ctx, []viswals.Record{rec(1, "a@b")}, false)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.Empty(t, store.upserted)
@@ -195,85 +179,9 @@ func TestCacheFailureDoesNotStopIngestion(t *testing.T) {
 	cache := &fakeCache{err: errors.New("redis down")}
 	in := New(store, cache, fakeSealer{}, fastOptions())
 	for i := range 3 {
-		_, err := in.Ingest(context.Background(), []viswals.Record{rec(int64(i+1), "a@b")})
+		_, err := in.Ingest(context.Background(), []viswals.Record{rec(int64(i+1), "a@b")}, false)
 		require.NoError(t, err)
 	}
 	assert.Equal(t, []int64{1, 2, 3}, store.upserted)
 	assert.Equal(t, 1, cache.puts, "after a failure the breaker skips the cache for a while")
-}
-
-func encode(t *testing.T, recs ...viswals.Record) []byte {
-	t.Helper()
-	b, err := rabbitmq.Encode(rabbitmq.ContentTypeGob, recs)
-	require.NoError(t, err)
-	return b
-}
-
-func TestHandler(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name        string
-		contentType string
-		body        func(t *testing.T) []byte
-		store       *fakeStore
-		dlqErr      error
-		want        rabbitmq.Outcome
-		wantDLQ     int
-		wantStored  []int64
-	}{
-		{name: "good batch acked", contentType: rabbitmq.ContentTypeGob, body: func(t *testing.T) []byte { return encode(t, rec(1, "a@b"), rec(2, "c@d")) },
-			want: rabbitmq.Ack{}, wantStored: []int64{1, 2}},
-		{name: "garbage dead-lettered", contentType: rabbitmq.ContentTypeGob, body: func(*testing.T) []byte { return []byte("garbage") },
-			want: rabbitmq.DeadLetter{}},
-		{name: "unknown content type dead-lettered", contentType: "text/plain", body: func(*testing.T) []byte { return []byte("1,2,3") },
-			want: rabbitmq.DeadLetter{}},
-		{name: "all invalid dead-lettered whole", contentType: rabbitmq.ContentTypeGob, body: func(t *testing.T) []byte { return encode(t, rec(1, "bad")) },
-			want: rabbitmq.DeadLetter{}},
-		{name: "mixed: bad users dead-lettered apart, message acked", contentType: rabbitmq.ContentTypeGob,
-			body: func(t *testing.T) []byte { return encode(t, rec(1, "a@b"), rec(2, "bad"), rec(3, "e@f")) },
-			want: rabbitmq.Ack{}, wantDLQ: 1, wantStored: []int64{1, 3}},
-		{name: "mixed, dead letter fails: requeued (good users already committed, idempotent)", contentType: rabbitmq.ContentTypeGob,
-			body:   func(t *testing.T) []byte { return encode(t, rec(1, "a@b"), rec(2, "bad")) },
-			dlqErr: errors.New("broker gone"), want: rabbitmq.Requeue{}, wantStored: []int64{1}},
-		{name: "JSON without versions", contentType: rabbitmq.ContentTypeJSON,
-			body: func(*testing.T) []byte {
-				return []byte(`[{"id":7,"first_name":"A","last_name":"B","email_address":"a@b.c","created_at":"2020-01-01T00:00:00Z","deleted_at":null,"merged_at":null,"parent_user_id":null}]`)
-			},
-			want: rabbitmq.Ack{}, wantStored: []int64{7}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			store := tt.store
-			if store == nil {
-				store = &fakeStore{}
-			}
-			dlq := &fakeDLQ{err: tt.dlqErr}
-			h := New(store, nil, fakeSealer{}, fastOptions()).Handler(dlq)
-			got := h(context.Background(), rabbitmq.Delivery{ContentType: tt.contentType, Body: tt.body(t)})
-			assert.IsType(t, tt.want, got)
-			if dl, ok := got.(rabbitmq.DeadLetter); ok {
-				assert.NotEmpty(t, dl.Reason)
-			}
-			assert.Len(t, dlq.reasons, tt.wantDLQ)
-			if tt.wantDLQ > 0 {
-				recs, err := rabbitmq.Decode(tt.contentType, dlq.bodies[0])
-				require.NoError(t, err)
-				require.Len(t, recs, 1)
-				assert.Equal(t, int64(2), recs[0].ID, "only the invalid user is dead-lettered")
-				assert.Contains(t, dlq.reasons[0], "id 2")
-			}
-			assert.Equal(t, tt.wantStored, store.upserted)
-		})
-	}
-}
-
-func TestAssignVersions(t *testing.T) {
-	t.Parallel()
-	recs := []viswals.Record{{}, {Version: viswals.Version{Load: 5, Line: 9}}, {}}
-	now := time.Unix(100, 0)
-	assignVersions(recs, now)
-	assert.Equal(t, viswals.Version{Load: now.UnixNano(), Line: 1}, recs[0].Version)
-	assert.Equal(t, viswals.Version{Load: 5, Line: 9}, recs[1].Version, "a version sent by the producer is kept")
-	assert.Equal(t, viswals.Version{Load: now.UnixNano(), Line: 3}, recs[2].Version)
 }

@@ -25,6 +25,31 @@ func (s *Store) Get(ctx context.Context, id int64) (viswals.SealedUser, error) {
 	return u, nil
 }
 
+// GetMany returns the stored users among ids, in id order; ids that are
+// not stored are left out.
+func (s *Store) GetMany(ctx context.Context, ids []int64) ([]viswals.SealedUser, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, "SELECT "+userColumns+" FROM users WHERE id = ANY($1) ORDER BY id", ids)
+	if err != nil {
+		return nil, classify("get users", err)
+	}
+	defer rows.Close()
+	users := make([]viswals.SealedUser, 0, len(ids))
+	for rows.Next() {
+		var u viswals.SealedUser
+		if err := scanUser(rows, &u); err != nil {
+			return nil, classify("get users", err)
+		}
+		users = append(users, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify("get users", err)
+	}
+	return users, nil
+}
+
 // List calls fn for each user with an id greater than afterID that matches
 // f, in id order, at most limit users. Rows are streamed as they arrive,
 // so memory does not grow with limit. An error from fn stops the walk and

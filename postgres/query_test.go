@@ -19,6 +19,22 @@ func TestGet_NotFound(t *testing.T) {
 	require.Equal(t, "user 42 not found", viswals.ErrorMessage(err))
 }
 
+func TestGetMany(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	a := user(3, "Ann", "Lee", "a", 1, 1)
+	b := user(1, "Bo", "Ng", "b", 1, 2)
+	upsert(t, s, a, b)
+	got, err := s.GetMany(context.Background(), []int64{3, 99, 1})
+	require.NoError(t, err)
+	require.Equal(t, []int64{1, 3}, ids(got), "stored ids only, in id order")
+	require.Equal(t, b.Version, got[0].Version)
+	require.Equal(t, "Lee", got[1].LastName)
+	none, err := s.GetMany(context.Background(), nil)
+	require.NoError(t, err)
+	require.Empty(t, none)
+}
+
 func TestList_Filters(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)

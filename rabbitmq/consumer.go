@@ -25,8 +25,8 @@ type Delivery struct {
 	DeliveryTag uint64
 }
 
-// Outcome is what a Handler decides about a delivery: Ack, Requeue or
-// DeadLetter.
+// Outcome is what a Handler decides about a delivery: Ack, Requeue,
+// DeadLetter or DeadLetterParts.
 type Outcome interface{ outcome() }
 
 // Ack acknowledges the delivery: it is done and leaves the queue. Return it
@@ -44,9 +44,27 @@ type Requeue struct{}
 // acks the original only after the broker has confirmed the dead letter.
 type DeadLetter struct{ Reason string }
 
-func (Ack) outcome()        {}
-func (Requeue) outcome()    {}
-func (DeadLetter) outcome() {}
+// DeadLetterParts acks the delivery after dead-lettering Parts: new
+// messages in the delivery's content type, with its headers, holding the
+// parts of it that can never succeed (the rest was processed). Each is
+// confirmed by the broker before the ack; if one cannot be, the delivery
+// is requeued (parts already dead-lettered may then be dead-lettered
+// twice, which a replay applies as a no-op).
+type DeadLetterParts struct{ Parts []Part }
+
+// Part is one message of DeadLetterParts.
+type Part struct {
+	Body []byte
+	// Reason goes into x-death-reason, Reasons (one per record, when the
+	// body holds several) into x-death-reasons.
+	Reason  string
+	Reasons []string
+}
+
+func (Ack) outcome()             {}
+func (Requeue) outcome()         {}
+func (DeadLetter) outcome()      {}
+func (DeadLetterParts) outcome() {}
 
 // Handler processes one delivery. Its ctx is not cancelled when Run's
 // context is (work in flight must finish), only DrainTimeout later, or when
@@ -65,6 +83,9 @@ type ConsumerOptions struct {
 	// context is cancelled before their own context is (default 10s).
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
+	// OnDeadLetter, when set, is called for every message the consumer
+	// dead-letters (for metrics).
+	OnDeadLetter func()
 }
 
 func (o ConsumerOptions) withDefaults() ConsumerOptions {
@@ -82,6 +103,9 @@ func (o ConsumerOptions) withDefaults() ConsumerOptions {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.OnDeadLetter == nil {
+		o.OnDeadLetter = func() {}
 	}
 	return o
 }
@@ -171,25 +195,6 @@ func (c *Consumer) Run(ctx context.Context, handle Handler) error {
 		_ = sleep(ctx, wait)
 	}
 	return nil
-}
-
-// DeadLetter publishes a new message to the dead-letter queue: body with
-// the given content type and headers plus x-death-reason, x-original-queue
-// and x-dead-lettered-at. It returns once the broker has confirmed it. A
-// handler uses it to dead-letter part of a batch (its invalid users) and
-// then acks the original.
-func (c *Consumer) DeadLetter(ctx context.Context, body []byte, contentType string, headers amqp.Table, reason string) error {
-	s := c.session()
-	if s == nil {
-		return unavailablef("dead-letter: the consumer is not connected to RabbitMQ")
-	}
-	return s.deadLetter(ctx, c.queue, amqp.Publishing{
-		Headers:      deadLetterHeaders(headers, c.queue, reason, time.Now()),
-		ContentType:  contentType,
-		DeliveryMode: amqp.Persistent,
-		Timestamp:    time.Now(),
-		Body:         body,
-	})
 }
 
 func (c *Consumer) session() *session {
@@ -360,21 +365,36 @@ func (c *Consumer) settle(ctx context.Context, s *session, d amqp.Delivery, out 
 	case Requeue:
 		err = d.Nack(false, true)
 	case DeadLetter:
-		if err = s.deadLetter(ctx, c.queue, deadLetterOf(d, c.queue, o.Reason)); err != nil {
-			c.log.Error("cannot dead-letter a message; requeueing it", "message_id", d.MessageId, "reason", o.Reason, "err", err)
-			// Without this pause an unreachable dead-letter queue would
-			// make the message go round in a tight loop.
-			_ = sleep(ctx, time.Second)
-			err = d.Nack(false, true)
-			break
+		err = c.deadLetter(ctx, s, d, []amqp.Publishing{deadLetterOf(d, c.queue, o.Reason)})
+	case DeadLetterParts:
+		pubs := make([]amqp.Publishing, len(o.Parts))
+		for i, p := range o.Parts {
+			pubs[i] = partOf(d, c.queue, p)
 		}
-		c.log.Warn("message dead-lettered", "message_id", d.MessageId, "reason", o.Reason)
-		err = d.Ack(false)
+		err = c.deadLetter(ctx, s, d, pubs)
 	}
 	if err != nil {
 		// The channel is gone: the broker redelivers the message.
 		c.log.Debug("settling a delivery failed; the broker will redeliver it", "delivery_tag", d.DeliveryTag, "err", err)
 	}
+}
+
+// deadLetter publishes pubs to the dead-letter queue, then acks d; if one
+// cannot be published it requeues d instead.
+func (c *Consumer) deadLetter(ctx context.Context, s *session, d amqp.Delivery, pubs []amqp.Publishing) error {
+	for _, pub := range pubs {
+		reason, _ := pub.Headers[HeaderDeathReason].(string)
+		if err := s.deadLetter(ctx, c.queue, pub); err != nil {
+			c.log.Error("cannot dead-letter a message; requeueing it", "message_id", d.MessageId, "reason", reason, "err", err)
+			// Without this pause an unreachable dead-letter queue would
+			// make the message go round in a tight loop.
+			_ = sleep(ctx, time.Second)
+			return d.Nack(false, true)
+		}
+		c.opts.OnDeadLetter()
+		c.log.Warn("message dead-lettered", "message_id", d.MessageId, "reason", reason)
+	}
+	return d.Ack(false)
 }
 
 // deadLetter publishes pub to the dead-letter exchange and waits for the

@@ -100,37 +100,41 @@ func TestConsumerDeadLetter(t *testing.T) {
 	assert.WithinDuration(t, time.Now(), at, time.Minute)
 }
 
-// A handler dead-letters the bad part of a batch as a new message and acks
-// the original.
+// A handler dead-letters the bad parts of a batch as new messages, in the
+// delivery's content type with its headers and a reason per record, and
+// the original is acked.
 func TestConsumerPartialDeadLetter(t *testing.T) {
 	t.Parallel()
 	url, queue := rmqtest.NewQueue(t)
 	declare(t, url, queue)
 	rmqtest.Publish(t, url, queue, amqp.Publishing{Body: []byte("whole batch"), ContentType: "text/plain", Headers: amqp.Table{"load": "1"}})
-	c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{})
+	var dead atomic.Int32
+	c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{OnDeadLetter: func() { dead.Add(1) }})
 	stop := runConsumer(t, c, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
-		if err := c.DeadLetter(ctx, []byte("bad users only"), d.ContentType, d.Headers, "2 invalid users"); err != nil {
-			t.Errorf("DeadLetter: %v", err)
-			return rabbitmq.Requeue{}
-		}
-		return rabbitmq.Ack{}
+		return rabbitmq.DeadLetterParts{Parts: []rabbitmq.Part{
+			{Body: []byte("bad users"), Reason: "2 invalid users", Reasons: []string{"id 1: a", "id 2: b"}},
+			{Body: []byte("more bad users"), Reason: "1 invalid user", Reasons: []string{"id 3: c"}},
+		}}
 	})
-	rmqtest.WaitMessages(t, url, rabbitmq.DLQName(queue), 1, waitTimeout)
+	rmqtest.WaitMessages(t, url, rabbitmq.DLQName(queue), 2, waitTimeout)
 	require.NoError(t, stop())
 	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout)
-	d, ok := rmqtest.Get(t, url, rabbitmq.DLQName(queue))
-	require.True(t, ok)
-	assert.Equal(t, "bad users only", string(d.Body))
-	assert.Equal(t, "2 invalid users", d.Headers[rabbitmq.HeaderDeathReason])
-	assert.Equal(t, "1", d.Headers["load"])
-}
-
-func TestConsumerDeadLetterWhileStopped(t *testing.T) {
-	t.Parallel()
-	url, queue := rmqtest.NewQueue(t)
-	c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{})
-	assert.False(t, c.Connected())
-	assert.Error(t, c.DeadLetter(context.Background(), []byte("x"), "text/plain", nil, "r"))
+	assert.EqualValues(t, 2, dead.Load(), "OnDeadLetter once per dead letter")
+	for _, want := range []struct {
+		body, reason string
+		reasons      []any
+	}{
+		{"bad users", "2 invalid users", []any{"id 1: a", "id 2: b"}},
+		{"more bad users", "1 invalid user", []any{"id 3: c"}},
+	} {
+		d, ok := rmqtest.Get(t, url, rabbitmq.DLQName(queue))
+		require.True(t, ok)
+		assert.Equal(t, want.body, string(d.Body))
+		assert.Equal(t, "text/plain", d.ContentType)
+		assert.Equal(t, want.reason, d.Headers[rabbitmq.HeaderDeathReason])
+		assert.Equal(t, want.reasons, d.Headers[rabbitmq.HeaderDeathReasons])
+		assert.Equal(t, "1", d.Headers["load"])
+	}
 }
 
 // A handler that panics dead-letters the message instead of crashing

@@ -16,13 +16,15 @@ import (
 // Headers of the dead-letter path.
 const (
 	HeaderDeathReason    = "x-death-reason"     // why the consumer dead-lettered the message
+	HeaderDeathReasons   = "x-death-reasons"    // of a message of several records: why, one string per record
 	HeaderOriginalQueue  = "x-original-queue"   // the queue it was taken from
 	HeaderDeadLetteredAt = "x-dead-lettered-at" // when, RFC 3339
 	HeaderReplayedAt     = "x-replayed-at"      // when ReplayDeadLetters moved it back, RFC 3339
 )
 
-// maxReasonBytes keeps the reason header far below the frame size limit
-// whatever a handler's error message holds.
+// maxReasonBytes bounds one reason (the x-death-reason header, and each
+// record's reason in x-death-reasons), keeping headers far below the frame
+// size limit whatever an error message holds.
 const maxReasonBytes = 1024
 
 // DLQMessage describes a message in a dead-letter queue.
@@ -244,6 +246,30 @@ func deadLetterOf(d amqp.Delivery, queue, reason string) amqp.Publishing {
 	}
 }
 
+// partOf is the dead letter of part p of delivery d: a new message with
+// d's content type and headers.
+func partOf(d amqp.Delivery, queue string, p Part) amqp.Publishing {
+	h := deadLetterHeaders(d.Headers, queue, p.Reason, time.Now())
+	if len(p.Reasons) > 0 {
+		rs := make([]any, len(p.Reasons))
+		for i, r := range p.Reasons {
+			rs[i] = truncateUTF8(r, maxReasonBytes)
+		}
+		h[HeaderDeathReasons] = rs
+	}
+	return amqp.Publishing{
+		Headers:         h,
+		ContentType:     d.ContentType,
+		ContentEncoding: d.ContentEncoding,
+		DeliveryMode:    amqp.Persistent,
+		CorrelationId:   d.CorrelationId,
+		Timestamp:       time.Now(),
+		Type:            d.Type,
+		AppId:           d.AppId,
+		Body:            p.Body,
+	}
+}
+
 func deadLetterHeaders(orig amqp.Table, queue, reason string, now time.Time) amqp.Table {
 	h := make(amqp.Table, len(orig)+3)
 	maps.Copy(h, orig)
@@ -260,6 +286,7 @@ func replayOf(d amqp.Delivery, now time.Time) amqp.Publishing {
 		h = amqp.Table{}
 	}
 	delete(h, HeaderDeathReason)
+	delete(h, HeaderDeathReasons)
 	h[HeaderReplayedAt] = now.UTC().Format(time.RFC3339)
 	return amqp.Publishing{
 		Headers:         h,

@@ -16,3 +16,6 @@ func Sessions(c *Consumer) uint64 { return c.sessions.Load() }
 
 // GobBatchLen exposes the gob framing reader to the fuzz test.
 var GobBatchLen = gobBatchLen
+
+// AssignVersions exposes the versioning of records sent without one.
+var AssignVersions = assignVersions

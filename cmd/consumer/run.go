@@ -85,12 +85,14 @@ func serve(ctx context.Context, cfg config.Consumer, logger *slog.Logger, ready 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ingester := ingest.New(store, cache, keyring, ingest.Options{Logger: logger, Metrics: ingest.NewMetrics(reg)})
+	metrics := ingest.NewMetrics(reg)
+	ingester := ingest.New(store, cache, keyring, ingest.Options{Logger: logger, Metrics: metrics})
 	consumer := rabbitmq.NewConsumer(cfg.RabbitURL, cfg.Queue, rabbitmq.ConsumerOptions{
 		Prefetch:     cfg.Prefetch,
 		Workers:      cfg.Workers,
 		DrainTimeout: cfg.DrainTimeout,
 		Logger:       logger,
+		OnDeadLetter: metrics.DeadLettered.Inc,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -149,7 +151,7 @@ func serve(ctx context.Context, cfg config.Consumer, logger *slog.Logger, ready 
 		return nil
 	})
 	// Run drains in-flight messages before it returns.
-	g.Go(func() error { return consumer.Run(gctx, ingester.Handler(consumer)) })
+	g.Go(func() error { return consumer.Run(gctx, rabbitmq.BatchHandler(ingester, logger)) })
 	err = g.Wait()
 	logger.Info("consumer stopped", "err", err)
 	return err

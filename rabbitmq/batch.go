@@ -1,0 +1,113 @@
+package rabbitmq
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/viswals/viswals"
+)
+
+// Ingester stores the records of one message. It returns the records it
+// refused (by position, with reasons) and an error only when the batch
+// could not be settled, through no fault of its own (a store outage,
+// shutdown): the message is then handed back to be delivered again.
+type Ingester interface {
+	Ingest(ctx context.Context, recs []viswals.Record, redelivered bool) ([]viswals.Refusal, error)
+}
+
+// BatchHandler is the consumer's message handler for batches of users:
+// decode, assign versions to records sent without one, ingest, and
+// dead-letter what cannot be stored. A message that cannot be decoded is
+// dead-lettered as it is. Records the ingester refused are dead-lettered
+// whole, as new messages in the delivery's content type with a reason per
+// record, before the delivery is acked; the rest of the batch is committed
+// by then.
+func BatchHandler(in Ingester, log *slog.Logger) Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return func(ctx context.Context, d Delivery) Outcome {
+		recs, err := Decode(d.ContentType, d.Body)
+		if err != nil {
+			log.Warn("dead-lettering undecodable message", "message_id", d.MessageID, "content_type", d.ContentType, "bytes", len(d.Body), "err", err)
+			return DeadLetter{Reason: "decode: " + err.Error()}
+		}
+		assignVersions(recs, time.Now())
+
+		refused, err := in.Ingest(ctx, recs, d.Redelivered)
+		if err != nil {
+			log.Warn("requeueing message", "message_id", d.MessageID, "err", err)
+			return Requeue{}
+		}
+		if len(refused) == 0 {
+			return Ack{}
+		}
+		log.Warn("dead-lettering refused users", "message_id", d.MessageID, "refused", len(refused), "users", len(recs))
+		parts, err := refusedParts(d.ContentType, recs, refused)
+		if err != nil {
+			// The records decoded from this content type always encode
+			// back to it; should that ever fail, the whole message goes
+			// (its good users, committed, replay as no-ops).
+			return DeadLetter{Reason: fmt.Sprintf("%d of %d users refused; re-encoding them failed: %v", len(refused), len(recs), err)}
+		}
+		return DeadLetterParts{Parts: parts}
+	}
+}
+
+// assignVersions gives records without a version (from producers that do
+// not send one) the arrival time as load and their position as line, so
+// later messages win over earlier ones. A refused record is dead-lettered
+// with the version it was given, so a replay cannot overwrite a write that
+// arrived after it.
+func assignVersions(recs []viswals.Record, arrival time.Time) {
+	for i := range recs {
+		if recs[i].Version == (viswals.Version{}) {
+			recs[i].Version = viswals.Version{Load: arrival.UnixNano(), Line: int64(i + 1)}
+		}
+	}
+}
+
+// maxPartReasonsBytes bounds the per-record reasons of one dead letter, so
+// that its headers stay far below the broker's frame size: refusals
+// beyond it go into further dead letters.
+const maxPartReasonsBytes = 32 << 10
+
+// refusedParts encodes the refused records of recs into dead letters,
+// each with one reason per record it holds.
+func refusedParts(contentType string, recs []viswals.Record, refused []viswals.Refusal) ([]Part, error) {
+	var parts []Part
+	var batch []viswals.Record
+	var reasons []string
+	size := 0
+	flush := func() error {
+		body, err := Encode(contentType, batch)
+		if err != nil {
+			return err
+		}
+		parts = append(parts, Part{
+			Body:    body,
+			Reason:  fmt.Sprintf("%d of %d users refused: %s", len(batch), len(recs), reasons[0]),
+			Reasons: reasons,
+		})
+		batch, reasons, size = nil, nil, 0
+		return nil
+	}
+	for _, r := range refused {
+		rec := recs[r.Index]
+		reason := truncateUTF8(fmt.Sprintf("id %d (line %d): %s", rec.ID, rec.Version.Line, r.Reason), maxReasonBytes)
+		if size+len(reason) > maxPartReasonsBytes {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+		batch = append(batch, rec)
+		reasons = append(reasons, reason)
+		size += len(reason)
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return parts, nil
+}

@@ -1,0 +1,158 @@
+package rabbitmq_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/rabbitmq"
+)
+
+// fakeIngester refuses the records whose email has no '@' and fails with
+// err when it is set. It is pure logic: the real ingester is tested in its
+// own package and end to end.
+type fakeIngester struct {
+	err         error
+	got         []viswals.Record
+	redelivered bool
+}
+
+func (f *fakeIngester) Ingest(_ context.Context, recs []viswals.Record, redelivered bool) ([]viswals.Refusal, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	f.got, f.redelivered = recs, redelivered
+	var refused []viswals.Refusal
+	for i, r := range recs {
+		if !strings.Contains(r.Email, "@") {
+			refused = append(refused, viswals.Refusal{Index: i, Reason: "email_address must have one '@'"})
+		}
+	}
+	return refused, nil
+}
+
+func user(id int64, email string) viswals.Record {
+	parent := id + 100
+	deleted := time.UnixMilli(1_700_000_000_000 + id).UTC()
+	return viswals.Record{
+		User: viswals.User{ID: id, FirstName: fmt.Sprint("First", id), LastName: "Last, Jr.", Email: email,
+			CreatedAt: time.UnixMilli(1_600_000_000_000 + id).UTC(), DeletedAt: &deleted, ParentUserID: &parent},
+		Version: viswals.Version{Load: 42, Line: id + 1},
+	}
+}
+
+func TestBatchHandler(t *testing.T) {
+	t.Parallel()
+	encode := func(ct string, recs ...viswals.Record) []byte {
+		b, err := rabbitmq.Encode(ct, recs)
+		require.NoError(t, err)
+		return b
+	}
+	tests := []struct {
+		name        string
+		contentType string
+		body        []byte
+		err         error
+		want        rabbitmq.Outcome
+		wantRefused []viswals.Record // the records of the dead-letter parts, in order
+	}{
+		{name: "good batch acked", contentType: rabbitmq.ContentTypeGob,
+			body: encode(rabbitmq.ContentTypeGob, user(1, "a@b"), user(2, "c@d")), want: rabbitmq.Ack{}},
+		{name: "garbage dead-lettered as it is", contentType: rabbitmq.ContentTypeGob,
+			body: []byte("garbage"), want: rabbitmq.DeadLetter{}},
+		{name: "unknown content type dead-lettered as it is", contentType: "text/plain",
+			body: []byte("1,2,3"), want: rabbitmq.DeadLetter{}},
+		{name: "ingester unavailable: requeued", contentType: rabbitmq.ContentTypeGob,
+			body: encode(rabbitmq.ContentTypeGob, user(1, "a@b")), err: errors.New("postgres down"), want: rabbitmq.Requeue{}},
+		{name: "gob: refused users dead-lettered whole", contentType: rabbitmq.ContentTypeGob,
+			body: encode(rabbitmq.ContentTypeGob, user(1, "a@b"), user(2, "bad"), user(3, "e@f"), user(4, "worse")),
+			want: rabbitmq.DeadLetterParts{}, wantRefused: []viswals.Record{user(2, "bad"), user(4, "worse")}},
+		{name: "json: refused users dead-lettered whole", contentType: rabbitmq.ContentTypeJSON,
+			body: encode(rabbitmq.ContentTypeJSON, user(1, "bad"), user(2, "c@d")),
+			want: rabbitmq.DeadLetterParts{}, wantRefused: []viswals.Record{user(1, "bad")}},
+		{name: "all refused: dead-lettered whole", contentType: rabbitmq.ContentTypeJSON,
+			body: encode(rabbitmq.ContentTypeJSON, user(1, "bad")),
+			want: rabbitmq.DeadLetterParts{}, wantRefused: []viswals.Record{user(1, "bad")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := rabbitmq.BatchHandler(&fakeIngester{err: tt.err}, nil)
+			got := h(context.Background(), rabbitmq.Delivery{ContentType: tt.contentType, Body: tt.body})
+			require.IsType(t, tt.want, got)
+			switch o := got.(type) {
+			case rabbitmq.DeadLetter:
+				assert.NotEmpty(t, o.Reason)
+			case rabbitmq.DeadLetterParts:
+				var recs []viswals.Record
+				for _, p := range o.Parts {
+					part, err := rabbitmq.Decode(tt.contentType, p.Body)
+					require.NoError(t, err, "a dead letter is in the delivery's own content type")
+					require.Len(t, p.Reasons, len(part), "one reason per record")
+					for i, r := range part {
+						assert.Contains(t, p.Reasons[i], fmt.Sprintf("id %d (line %d): email_address", r.ID, r.Version.Line))
+					}
+					assert.NotEmpty(t, p.Reason)
+					recs = append(recs, part...)
+				}
+				assert.Equal(t, tt.wantRefused, recs, "every field and the version, as it arrived")
+			}
+		})
+	}
+}
+
+// Many refusals are spread over several dead letters so that the reasons
+// of each fit in its headers; none is left out.
+func TestBatchHandlerSplitsManyRefusals(t *testing.T) {
+	t.Parallel()
+	var recs []viswals.Record
+	for i := range int64(3000) {
+		recs = append(recs, user(i+1, "bad"+strings.Repeat("x", 200)))
+	}
+	body, err := rabbitmq.Encode(rabbitmq.ContentTypeGob, recs)
+	require.NoError(t, err)
+	got := rabbitmq.BatchHandler(&fakeIngester{}, nil)(context.Background(), rabbitmq.Delivery{ContentType: rabbitmq.ContentTypeGob, Body: body})
+	parts := got.(rabbitmq.DeadLetterParts).Parts
+	require.Greater(t, len(parts), 1)
+	var all []viswals.Record
+	for _, p := range parts {
+		size := 0
+		for _, r := range p.Reasons {
+			size += len(r)
+		}
+		assert.LessOrEqual(t, size, 32<<10)
+		part, err := rabbitmq.Decode(rabbitmq.ContentTypeGob, p.Body)
+		require.NoError(t, err)
+		require.Len(t, p.Reasons, len(part))
+		all = append(all, part...)
+	}
+	assert.Equal(t, recs, all)
+}
+
+// A redelivered message is passed on as such: the ingester then refreshes
+// the cache entries of users it did not change.
+func TestBatchHandlerPassesRedelivered(t *testing.T) {
+	t.Parallel()
+	body, err := rabbitmq.Encode(rabbitmq.ContentTypeGob, []viswals.Record{user(1, "a@b")})
+	require.NoError(t, err)
+	in := &fakeIngester{}
+	rabbitmq.BatchHandler(in, nil)(context.Background(), rabbitmq.Delivery{ContentType: rabbitmq.ContentTypeGob, Body: body, Redelivered: true})
+	assert.True(t, in.redelivered)
+}
+
+func TestAssignVersions(t *testing.T) {
+	t.Parallel()
+	recs := []viswals.Record{{}, {Version: viswals.Version{Load: 5, Line: 9}}, {}}
+	now := time.Unix(100, 0)
+	rabbitmq.AssignVersions(recs, now)
+	assert.Equal(t, viswals.Version{Load: now.UnixNano(), Line: 1}, recs[0].Version)
+	assert.Equal(t, viswals.Version{Load: 5, Line: 9}, recs[1].Version, "a version sent by the producer is kept")
+	assert.Equal(t, viswals.Version{Load: now.UnixNano(), Line: 3}, recs[2].Version)
+}
