@@ -408,6 +408,9 @@ func TestPoisonMessages(t *testing.T) {
 	if recs, err := rabbitmq.Decode(dead["mixed"].ContentType, dead["mixed"].body); err != nil || len(recs) != 2 {
 		t.Errorf("the mixed batch's dead letter should hold its 2 bad users: %d users, %v", len(recs), err)
 	}
+	if rs, _ := dead["mixed"].Headers[rabbitmq.HeaderDeathReasons].([]any); len(rs) != 2 {
+		t.Errorf("the mixed batch's dead letter should give a reason for each of its 2 users: %v", rs)
+	}
 
 	// The operator's view: dlq list shows them all with their reasons.
 	out := s.dlq("list")

@@ -185,3 +185,21 @@ func TestCacheFailureDoesNotStopIngestion(t *testing.T) {
 	assert.Equal(t, []int64{1, 2, 3}, store.upserted)
 	assert.Equal(t, 1, cache.puts, "after a failure the breaker skips the cache for a while")
 }
+
+type failingSealer struct{}
+
+func (failingSealer) Seal(viswals.Record) (viswals.SealedUser, error) {
+	return viswals.SealedUser{}, errors.New("entropy source failed")
+}
+
+// Sealing fails only when the system does (its randomness), never
+// because of a record: the batch is neither stored nor refused, and the
+// caller hands it back to be delivered again.
+func TestSealFailureIsNotARefusal(t *testing.T) {
+	t.Parallel()
+	store := &fakeStore{}
+	refused, err := New(store, nil, failingSealer{}, fastOptions()).Ingest(context.Background(), []viswals.Record{rec(1, "a@b")}, false)
+	require.Error(t, err)
+	assert.Empty(t, refused)
+	assert.Empty(t, store.upserted)
+}

@@ -137,22 +137,64 @@ func TestConsumerPartialDeadLetter(t *testing.T) {
 	}
 }
 
-// A handler that panics dead-letters the message instead of crashing
-// the consumer on every redelivery.
-func TestConsumerHandlerPanicDeadLetters(t *testing.T) {
+// A handler that panics, or decides nothing, dead-letters the message as
+// it arrived instead of crashing the consumer on every redelivery or
+// leaving it unsettled.
+func TestConsumerHandlerFailureDeadLetters(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		handle rabbitmq.Handler
+		reason string
+	}{
+		{"panic", func(context.Context, rabbitmq.Delivery) rabbitmq.Outcome { panic("boom") }, "handler panicked: boom"},
+		{"no outcome", func(context.Context, rabbitmq.Delivery) rabbitmq.Outcome { return nil }, "handler returned no outcome"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			url, queue := rmqtest.NewQueue(t)
+			declare(t, url, queue)
+			rmqtest.Publish(t, url, queue, textMessages(1)...)
+			c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{})
+			stop := runConsumer(t, c, tt.handle)
+			rmqtest.WaitMessages(t, url, rabbitmq.DLQName(queue), 1, waitTimeout)
+			require.NoError(t, stop())
+			d, ok := rmqtest.Get(t, url, rabbitmq.DLQName(queue))
+			require.True(t, ok)
+			assert.Equal(t, tt.reason, d.Headers[rabbitmq.HeaderDeathReason])
+			assert.Equal(t, "m0", string(d.Body), "the message as it arrived")
+			rmqtest.WaitMessages(t, url, queue, 0, waitTimeout)
+		})
+	}
+}
+
+// A dead letter the broker cannot take (here the dead-letter queue is
+// gone, so the mandatory publish is returned) leaves the message in its
+// queue: it is requeued, never acked.
+func TestConsumerRequeuesWhenDeadLetterFails(t *testing.T) {
 	t.Parallel()
 	url, queue := rmqtest.NewQueue(t)
 	declare(t, url, queue)
-	rmqtest.Publish(t, url, queue, textMessages(1)...)
-	c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{})
+	var mu sync.Mutex
+	var redelivered []bool
+	c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{Workers: 1})
 	stop := runConsumer(t, c, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
-		panic("boom")
+		mu.Lock()
+		defer mu.Unlock()
+		redelivered = append(redelivered, d.Redelivered)
+		if len(redelivered) == 1 {
+			return rabbitmq.DeadLetterParts{Parts: []rabbitmq.Part{{Body: []byte("bad part"), Reason: "refused"}}}
+		}
+		return rabbitmq.Ack{}
 	})
-	rmqtest.WaitMessages(t, url, rabbitmq.DLQName(queue), 1, waitTimeout)
+	waitFor(t, "the consumer to connect", c.Connected)
+	_, err := channel(t, url).QueueDelete(rabbitmq.DLQName(queue), false, false, false)
+	require.NoError(t, err)
+	rmqtest.Publish(t, url, queue, textMessages(1)...)
+	waitFor(t, "redelivery", func() bool { mu.Lock(); defer mu.Unlock(); return len(redelivered) == 2 })
 	require.NoError(t, stop())
-	d, ok := rmqtest.Get(t, url, rabbitmq.DLQName(queue))
-	require.True(t, ok)
-	assert.Equal(t, "handler panicked: boom", d.Headers[rabbitmq.HeaderDeathReason])
+	assert.Equal(t, []bool{false, true}, redelivered)
 	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout)
 }
 
