@@ -3,17 +3,14 @@ package ingest_test
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"maps"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -25,6 +22,7 @@ import (
 	"github.com/viswals/viswals/rabbitmq"
 	"github.com/viswals/viswals/rabbitmq/rmqtest"
 	"github.com/viswals/viswals/rediscache"
+	"github.com/viswals/viswals/rediscache/redistest"
 )
 
 // These tests run the ingester against the real Postgres, Redis and
@@ -48,30 +46,11 @@ func openStore(t *testing.T) *postgres.Store {
 	return store
 }
 
-// openCache returns a cache under a key prefix of this test's own, and
-// the ids it may hold are deleted when the test ends.
-func openCache(t *testing.T, maxID int64) *rediscache.Cache {
+// openCache returns a cache under a key prefix of this test's own.
+func openCache(t *testing.T) *rediscache.Cache {
 	t.Helper()
-	url := os.Getenv("REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	opts, err := redis.ParseURL(url)
-	require.NoError(t, err)
-	client := redis.NewClient(opts)
-	t.Cleanup(func() { client.Close() })
-	require.NoError(t, client.Ping(context.Background()).Err(), "Redis must answer at %s", url)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	cache := rediscache.New(client, rediscache.Options{Prefix: "test:ingest:" + hex.EncodeToString(b[:]) + ":users:", TTL: time.Hour})
-	t.Cleanup(func() {
-		keys := make([]string, 0, maxID)
-		for id := range maxID + 1 {
-			keys = append(keys, cache.Key(id))
-		}
-		client.Unlink(context.Background(), keys...)
-	})
-	return cache
+	client := redistest.Client(t)
+	return rediscache.New(client, rediscache.Options{Prefix: redistest.Prefix(t, client), TTL: time.Hour})
 }
 
 func newKeyring(t *testing.T) *emailcrypt.Keyring {
@@ -114,7 +93,7 @@ func TestCommitAcknowledgedLateLeavesCacheCurrent(t *testing.T) {
 	t.Parallel()
 	const n = 50
 	store := &commitThenFail{Store: openStore(t)}
-	cache := openCache(t, n)
+	cache := openCache(t)
 	in := ingest.New(store, cache, newKeyring(t), ingest.Options{RetryMin: time.Millisecond, RetryMax: 2 * time.Millisecond})
 	ctx := context.Background()
 
@@ -187,7 +166,7 @@ func TestRefusedUserDeadLetteredWholeAndReplayed(t *testing.T) {
 	store := &refusing{Store: openStore(t), changes: map[int64]int{}}
 	store.refuse.Store(3)
 	keyring := newKeyring(t)
-	in := ingest.New(store, openCache(t, 10), keyring, ingest.Options{})
+	in := ingest.New(store, openCache(t), keyring, ingest.Options{})
 	consumer := rabbitmq.NewConsumer(url, queue, rabbitmq.ConsumerOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -232,22 +232,11 @@ func replayBatch(ctx context.Context, ch *amqp.Channel, returns <-chan amqp.Retu
 // deadLetterOf is the dead letter of delivery d: the same body and
 // properties, its headers plus ours.
 func deadLetterOf(d amqp.Delivery, queue, reason string) amqp.Publishing {
-	return amqp.Publishing{
-		Headers:         deadLetterHeaders(d.Headers, queue, reason, time.Now()),
-		ContentType:     d.ContentType,
-		ContentEncoding: d.ContentEncoding,
-		DeliveryMode:    amqp.Persistent,
-		CorrelationId:   d.CorrelationId,
-		MessageId:       d.MessageId,
-		Timestamp:       d.Timestamp,
-		Type:            d.Type,
-		AppId:           d.AppId,
-		Body:            d.Body,
-	}
+	return copyOf(d, deadLetterHeaders(d.Headers, queue, reason, time.Now()), d.Body)
 }
 
-// partOf is the dead letter of part p of delivery d: a new message with
-// d's content type and headers.
+// partOf is the dead letter of part p of delivery d: d's properties and
+// headers (plus ours) with p's body.
 func partOf(d amqp.Delivery, queue string, p Part) amqp.Publishing {
 	h := deadLetterHeaders(d.Headers, queue, p.Reason, time.Now())
 	if len(p.Reasons) > 0 {
@@ -257,16 +246,23 @@ func partOf(d amqp.Delivery, queue string, p Part) amqp.Publishing {
 		}
 		h[HeaderDeathReasons] = rs
 	}
+	return copyOf(d, h, p.Body)
+}
+
+// copyOf is a persistent message with d's properties and the given
+// headers and body.
+func copyOf(d amqp.Delivery, headers amqp.Table, body []byte) amqp.Publishing {
 	return amqp.Publishing{
-		Headers:         h,
+		Headers:         headers,
 		ContentType:     d.ContentType,
 		ContentEncoding: d.ContentEncoding,
 		DeliveryMode:    amqp.Persistent,
 		CorrelationId:   d.CorrelationId,
-		Timestamp:       time.Now(),
+		MessageId:       d.MessageId,
+		Timestamp:       d.Timestamp,
 		Type:            d.Type,
 		AppId:           d.AppId,
-		Body:            p.Body,
+		Body:            body,
 	}
 }
 
@@ -288,18 +284,7 @@ func replayOf(d amqp.Delivery, now time.Time) amqp.Publishing {
 	delete(h, HeaderDeathReason)
 	delete(h, HeaderDeathReasons)
 	h[HeaderReplayedAt] = now.UTC().Format(time.RFC3339)
-	return amqp.Publishing{
-		Headers:         h,
-		ContentType:     d.ContentType,
-		ContentEncoding: d.ContentEncoding,
-		DeliveryMode:    amqp.Persistent,
-		CorrelationId:   d.CorrelationId,
-		MessageId:       d.MessageId,
-		Timestamp:       d.Timestamp,
-		Type:            d.Type,
-		AppId:           d.AppId,
-		Body:            d.Body,
-	}
+	return copyOf(d, h, d.Body)
 }
 
 func describeDeadLetter(d amqp.Delivery) DLQMessage {

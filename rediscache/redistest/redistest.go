@@ -1,0 +1,67 @@
+// Package redistest gives tests a client of a real Redis and a key prefix
+// of their own on it.
+//
+// The server is REDIS_URL, or redis://127.0.0.1:6379/0.
+package redistest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultURL is the server used when REDIS_URL is not set.
+const DefaultURL = "redis://127.0.0.1:6379/0"
+
+// URL returns the test server's URL.
+func URL() string {
+	if u := os.Getenv("REDIS_URL"); u != "" {
+		return u
+	}
+	return DefaultURL
+}
+
+// Client returns a client of the test server, closed when the test ends.
+// It fails the test, never skips it, when the server does not answer: a
+// missing server must not pass as green.
+func Client(t testing.TB) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(URL())
+	if err != nil {
+		t.Fatalf("redistest: REDIS_URL: %v", err)
+	}
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { client.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := client.Ping(ctx).Err(); err != nil {
+		t.Fatalf("redistest: Redis does not answer at %s (set REDIS_URL): %v", opts.Addr, err)
+	}
+	return client
+}
+
+// Prefix returns a key prefix unique to this test ("test:<hex>:users:");
+// the keys under it are deleted when the test ends.
+func Prefix(t testing.TB, client *redis.Client) string {
+	t.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	prefix := "test:" + hex.EncodeToString(b[:]) + ":users:"
+	t.Cleanup(func() {
+		ctx := context.Background()
+		iter := client.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		var keys []string
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if len(keys) > 0 {
+			client.Unlink(ctx, keys...)
+		}
+	})
+	return prefix
+}
