@@ -25,13 +25,12 @@ type Config struct {
 	Hub          HubOptions
 }
 
-// Deps are what the API reads from. Store, Keys and Feed are required;
-// Cache is optional (without it every get reads Postgres).
+// Deps are what the API reads from; Users, Keys and Feed are required.
 type Deps struct {
-	Store Store
-	Cache Cache
-	Keys  Opener
-	Feed  Feed
+	Users UserReader
+	// Keys open the emails of the changefeed's users.
+	Keys Opener
+	Feed Feed
 	// Checks are the readiness checks by name, e.g. "postgres", "redis",
 	// "rabbitmq".
 	Checks map[string]Check
@@ -44,7 +43,6 @@ type API struct {
 	deps    Deps
 	log     *slog.Logger
 	metrics *metrics
-	users   *userReader
 	hub     *hub
 	handler http.Handler
 }
@@ -57,8 +55,8 @@ func New(cfg Config, deps Deps) (*API, error) {
 		return nil, errors.New("httpapi: CursorKey must be at least 32 bytes")
 	case cfg.Registry == nil:
 		return nil, errors.New("httpapi: Registry is required")
-	case deps.Store == nil || deps.Keys == nil || deps.Feed == nil:
-		return nil, errors.New("httpapi: Store, Keys and Feed are required")
+	case deps.Users == nil || deps.Keys == nil || deps.Feed == nil:
+		return nil, errors.New("httpapi: Users, Keys and Feed are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -72,10 +70,6 @@ func New(cfg Config, deps Deps) (*API, error) {
 		return nil, err
 	}
 	a := &API{cfg: cfg, deps: deps, log: cfg.Logger, metrics: m}
-	a.users = &userReader{store: deps.Store, cache: deps.Cache, keys: deps.Keys, log: a.log, metrics: m}
-	if bc, ok := deps.Cache.(BatchCache); ok {
-		a.users.batch = newBatcher(bc)
-	}
 	a.hub = newHub(deps.Feed, a.log, m, cfg.Hub)
 	a.handler = a.newRouter()
 	return a, nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/viswals/viswals"
 	"github.com/viswals/viswals/emailcrypt"
+	"github.com/viswals/viswals/usercache"
 )
 
 // discardWriter is a ResponseWriter that keeps nothing, so benchmarks
@@ -28,13 +29,14 @@ func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(code int)        { w.status = code }
 
 // benchAPI is the real API (router, middleware, metrics, JSON request
-// log) over an in-memory cache and store, with the real keyring.
+// log) and the real read path (usercache, the keyring) over an in-memory
+// cache and store.
 func benchAPI(b *testing.B, users int) (*API, *memDB) {
 	keys, err := emailcrypt.New([]byte("0123456789abcdefghijklmnopqrstuv"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	db, cache := newMemDB(), newMemCache()
+	db, cache := newMemDB(), mapCache{}
 	var sealed []viswals.SealedUser
 	for i := range users {
 		u := testUser(int64(i+1), "Firstname", "Lastname")
@@ -47,10 +49,10 @@ func benchAPI(b *testing.B, users int) (*API, *memDB) {
 	}
 	db.insert(sealed...)
 	cache.Put(b.Context(), sealed)
-	api, err := New(Config{
-		CursorKey: testKey, Registry: prometheus.NewRegistry(),
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
-	}, Deps{Store: db, Cache: cache, Keys: keys, Feed: db})
+	reg, log := prometheus.NewRegistry(), slog.New(slog.NewJSONHandler(io.Discard, nil))
+	reader := usercache.NewStore(db, cache, keys, usercache.Options{Logger: log, Metrics: usercache.NewMetrics(reg)})
+	api, err := New(Config{CursorKey: testKey, Registry: reg, Logger: log},
+		Deps{Users: reader, Keys: keys, Feed: db})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -71,6 +73,24 @@ func BenchmarkGetUser(b *testing.B) {
 	}
 }
 
+// mapCache is a cache in memory, filled before the benchmark starts.
+type mapCache map[int64]viswals.SealedUser
+
+func (c mapCache) Get(ctx context.Context, id int64) (viswals.SealedUser, error) {
+	u, ok := c[id]
+	if !ok {
+		return viswals.SealedUser{}, viswals.Errorf(viswals.ENOTFOUND, "user %d not cached", id)
+	}
+	return u, nil
+}
+
+func (c mapCache) Put(ctx context.Context, users []viswals.SealedUser) error {
+	for _, u := range users {
+		c[u.ID] = u
+	}
+	return nil
+}
+
 // BenchmarkBareHandler is the baseline: a ServeMux and a handler that
 // writes a fixed reply of the same size, nothing else.
 func BenchmarkBareHandler(b *testing.B) {
@@ -89,8 +109,8 @@ func BenchmarkBareHandler(b *testing.B) {
 	}
 }
 
-// sliceStore is a Store over users sorted by id, so that BenchmarkListUsers
-// measures the handler rather than the fake.
+// sliceStore is a usercache.Source over users sorted by id, so that
+// BenchmarkListUsers measures the handler rather than the fake.
 type sliceStore struct {
 	*memDB
 	users []viswals.SealedUser
@@ -118,7 +138,7 @@ func BenchmarkListUsers(b *testing.B) {
 	})
 	api, err := New(Config{CursorKey: testKey, Registry: prometheus.NewRegistry(),
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))},
-		Deps{Store: store, Keys: api.deps.Keys, Feed: db})
+		Deps{Users: usercache.NewStore(store, nil, api.deps.Keys, usercache.Options{}), Keys: api.deps.Keys, Feed: db})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,25 +9,19 @@ import (
 
 // The handlers depend on these small interfaces, not on the concrete stores,
 // so that they can be tested with in-memory fakes and so that httpapi does
-// not import any infrastructure package. cmd/consumer passes
-// *postgres.Store, *rediscache.Cache and *emailcrypt.Keyring (through the
-// adapter in httpapi/pgfeed for the changefeed types).
+// not import any infrastructure package. cmd/consumer passes a
+// *usercache.Store (Postgres with the Redis cache in front),
+// *emailcrypt.Keyring and the changefeed (through the adapter in
+// httpapi/pgfeed).
 
-// Store is the system of record.
-type Store interface {
+// UserReader is where GET /users and GET /users/{id} read users from,
+// emails opened.
+type UserReader interface {
 	// Get returns one user, with an ENOTFOUND error when there is none.
-	Get(ctx context.Context, id int64) (viswals.SealedUser, error)
+	Get(ctx context.Context, id int64) (viswals.User, error)
 	// List calls fn for up to limit users with id > afterID that match f,
 	// in ascending id order, as they are read.
-	List(ctx context.Context, f viswals.Filter, afterID int64, limit int, fn func(viswals.SealedUser) error) error
-}
-
-// Cache is the read cache in front of Store.
-type Cache interface {
-	// Get returns one user: ENOTFOUND on a miss, EUNAVAILABLE when the
-	// cache is down, any other error for a value it cannot decode.
-	Get(ctx context.Context, id int64) (viswals.SealedUser, error)
-	Put(ctx context.Context, users []viswals.SealedUser) error
+	List(ctx context.Context, f viswals.Filter, afterID int64, limit int, fn func(viswals.User) error) error
 }
 
 // Opener decrypts the email of a sealed user.

@@ -7,14 +7,14 @@
 // The package depends on small interfaces (deps.go), not on the stores;
 // cmd/consumer wires the concrete types in:
 //
+//	users := usercache.NewStore(store, cache, keyring, usercache.Options{...})
 //	cursorKey, err := httpapi.DeriveCursorKey(encryptionKey)
 //	api, err := httpapi.New(httpapi.Config{
 //		CursorKey: cursorKey,
 //		Registry:  registry, // also served on /metrics
 //		Logger:    logger,
 //	}, httpapi.Deps{
-//		Store: store,              // *postgres.Store
-//		Cache: cache,              // *rediscache.Cache (optional)
+//		Users: users,              // *usercache.Store: Postgres, Redis in front
 //		Keys:  keyring,            // *emailcrypt.Keyring
 //		Feed:  pgfeed.New(store),  // the changefeed, adapted
 //		Checks: map[string]httpapi.Check{
@@ -23,9 +23,6 @@
 //	})
 //	go api.Run(ctx) // feeds live SSE streams until ctx ends
 //	srv := httpapi.NewServer(":8080", api)
-//
-// A cache that also implements BatchCache (GetMany: many ids in one round
-// trip) lets concurrent GET /users/{id} requests share Redis round trips.
 //
 // Errors from the stores carry viswals error codes; errorStatus (respond.go)
 // is the one place that turns them into HTTP statuses.

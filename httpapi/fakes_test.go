@@ -212,51 +212,29 @@ func (db *memDB) Listen(ctx context.Context, fn func()) error {
 	return ctx.Err()
 }
 
-// memCache is a fake Cache.
-type memCache struct {
-	mu      sync.Mutex
-	users   map[int64]viswals.SealedUser
-	corrupt map[int64]bool
-	down    bool
-	gets    int
-	puts    int
+// memUsers is the UserReader over memDB, emails opened with fakeKeys.
+// Like a real store, it reads nothing for a caller that has gone.
+type memUsers struct{ db *memDB }
+
+func (m memUsers) Get(ctx context.Context, id int64) (viswals.User, error) {
+	if err := ctx.Err(); err != nil {
+		return viswals.User{}, err
+	}
+	s, err := m.db.Get(ctx, id)
+	if err != nil {
+		return viswals.User{}, err
+	}
+	return fakeKeys{}.Open(s)
 }
 
-func newMemCache() *memCache {
-	return &memCache{users: map[int64]viswals.SealedUser{}, corrupt: map[int64]bool{}}
-}
-
-var errCorrupt = errors.New("corrupt cache value")
-
-func (c *memCache) Get(ctx context.Context, id int64) (viswals.SealedUser, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.gets++
-	switch {
-	case c.down:
-		return viswals.SealedUser{}, viswals.Errorf(viswals.EUNAVAILABLE, "redis down")
-	case c.corrupt[id]:
-		return viswals.SealedUser{}, fmt.Errorf("user %d: %w", id, errCorrupt)
-	}
-	u, ok := c.users[id]
-	if !ok {
-		return viswals.SealedUser{}, viswals.Errorf(viswals.ENOTFOUND, "not cached")
-	}
-	return u, nil
-}
-
-func (c *memCache) Put(ctx context.Context, users []viswals.SealedUser) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.puts++
-	if c.down {
-		return viswals.Errorf(viswals.EUNAVAILABLE, "redis down")
-	}
-	for _, u := range users {
-		c.users[u.ID] = u
-		delete(c.corrupt, u.ID)
-	}
-	return nil
+func (m memUsers) List(ctx context.Context, f viswals.Filter, afterID int64, limit int, fn func(viswals.User) error) error {
+	return m.db.List(ctx, f, afterID, limit, func(s viswals.SealedUser) error {
+		u, err := fakeKeys{}.Open(s)
+		if err != nil {
+			return err
+		}
+		return fn(u)
+	})
 }
 
 // fakeKeys "seals" an email as "sealed:" + email.

@@ -21,12 +21,11 @@ var testKey = bytes.Repeat([]byte("k"), 32)
 // testEnv is an API over in-memory fakes, served by an httptest server,
 // with its hub running.
 type testEnv struct {
-	db    *memDB
-	cache *memCache
-	api   *API
-	srv   *httptest.Server
-	reg   *prometheus.Registry
-	logs  *syncBuffer
+	db   *memDB
+	api  *API
+	srv  *httptest.Server
+	reg  *prometheus.Registry
+	logs *syncBuffer
 
 	stop func()
 }
@@ -35,14 +34,14 @@ type envOption func(*Config, *Deps)
 
 func newEnv(t testing.TB, opts ...envOption) *testEnv {
 	t.Helper()
-	e := &testEnv{db: newMemDB(), cache: newMemCache(), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	e := &testEnv{db: newMemDB(), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	cfg := Config{
 		CursorKey: testKey, Registry: e.reg,
 		Logger: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		SSE:    SSEOptions{Heartbeat: time.Minute},
 		Hub:    HubOptions{MinInterval: time.Millisecond, Poll: 50 * time.Millisecond},
 	}
-	deps := Deps{Store: e.db, Cache: e.cache, Keys: fakeKeys{}, Feed: e.db}
+	deps := Deps{Users: memUsers{e.db}, Keys: fakeKeys{}, Feed: e.db}
 	for _, o := range opts {
 		o(&cfg, &deps)
 	}

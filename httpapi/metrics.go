@@ -10,18 +10,11 @@ type metrics struct {
 	requests       *prometheus.HistogramVec
 	sseSubscribers prometheus.Gauge
 	sseEvents      prometheus.Counter
-	cacheHit       prometheus.Counter
-	cacheMiss      prometheus.Counter
-	cacheError     prometheus.Counter
 	hubChanges     prometheus.Counter
 	hubErrors      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	cache := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "viswals_http_user_cache_total",
-		Help: "GET /users/{id} cache lookups by result (hit, miss, error).",
-	}, []string{"result"})
 	m := &metrics{
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "viswals_http_request_duration_seconds",
@@ -37,9 +30,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "viswals_sse_events_total",
 			Help: "User events sent on SSE streams.",
 		}),
-		cacheHit:   cache.WithLabelValues("hit"),
-		cacheMiss:  cache.WithLabelValues("miss"),
-		cacheError: cache.WithLabelValues("error"),
 		hubChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "viswals_sse_hub_changes_total",
 			Help: "Changes the SSE hub read from the Postgres changefeed.",
@@ -49,7 +39,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Failed changefeed reads or listens of the SSE hub (it retries).",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.sseSubscribers, m.sseEvents, cache, m.hubChanges, m.hubErrors} {
+	for _, c := range []prometheus.Collector{m.requests, m.sseSubscribers, m.sseEvents, m.hubChanges, m.hubErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -34,6 +34,7 @@ import (
 	"github.com/viswals/viswals/postgres"
 	"github.com/viswals/viswals/postgres/pgtest"
 	"github.com/viswals/viswals/rediscache"
+	"github.com/viswals/viswals/usercache"
 )
 
 var encKey = []byte("an example key of 32 bytes: 0123")
@@ -86,7 +87,8 @@ func newPGEnv(t testing.TB, dbURL string, tune ...func(*httpapi.Config)) *pgEnv 
 		f(&cfg)
 	}
 	e.api, err = httpapi.New(cfg, httpapi.Deps{
-		Store: store, Cache: e.cache, Keys: keys, Feed: pgfeed.New(store),
+		Users: usercache.NewStore(store, e.cache, keys, usercache.Options{}),
+		Keys:  keys, Feed: pgfeed.New(store),
 		Checks: map[string]httpapi.Check{"postgres": store.Ping, "redis": e.cache.Ping},
 	})
 	if err != nil {
@@ -268,55 +270,6 @@ func TestPGListEveryIDOnceAndExactFilters(t *testing.T) {
 	}
 }
 
-func TestPGGetUser(t *testing.T) {
-	e := newPGEnv(t, "")
-	parent := int64(3)
-	deleted := time.UnixMilli(1700000000123).UTC()
-	u := viswals.User{ID: 42, FirstName: "Zoë", LastName: "O'Neil", Email: "zoe+tag@example.co.uk",
-		CreatedAt: time.UnixMilli(1600000000000).UTC(), DeletedAt: &deleted, ParentUserID: &parent}
-	e.put(t, u)
-
-	check := func(label string) {
-		t.Helper()
-		var got struct {
-			Status string       `json:"status"`
-			Data   ssetest.User `json:"data"`
-		}
-		if status := e.getJSON(t, "/users/42", &got); status != 200 {
-			t.Fatalf("%s: status %d", label, status)
-		}
-		d := got.Data
-		if d.ID != 42 || d.FirstName != u.FirstName || d.LastName != u.LastName || d.Email != u.Email ||
-			d.CreatedAt != "2020-09-13T12:26:40Z" || d.DeletedAt == nil || *d.DeletedAt != "2023-11-14T22:13:20.123Z" ||
-			d.MergedAt != nil || d.ParentUserID == nil || *d.ParentUserID != 3 {
-			t.Fatalf("%s: %+v", label, d)
-		}
-	}
-	ctx := context.Background()
-	key := e.prefix + "42"
-	if n, _ := e.rdb.Exists(ctx, key).Result(); n != 0 {
-		t.Fatal("cached before any read")
-	}
-	check("miss")
-	cached, err := e.rdb.Get(ctx, key).Result()
-	if err != nil {
-		t.Fatalf("the miss did not fill Redis: %v", err)
-	}
-	if strings.Contains(cached, u.Email) {
-		t.Fatal("plaintext email in Redis")
-	}
-	check("hit")
-	e.rdb.Set(ctx, key, "not a cached user", time.Hour)
-	check("corrupt")
-	if v, _ := e.rdb.Get(ctx, key).Result(); v == "not a cached user" {
-		t.Fatal("the corrupt value was not replaced")
-	}
-	var notFound page
-	if status := e.getJSON(t, "/users/43", &notFound); status != 404 || notFound.Status != "error" {
-		t.Fatalf("unknown id: %d %+v", status, notFound)
-	}
-}
-
 func TestPGGetUserRedisDown(t *testing.T) {
 	e := newPGEnv(t, "")
 	e.put(t, user(7, "A", "B"))
@@ -326,7 +279,7 @@ func TestPGGetUserRedisDown(t *testing.T) {
 	cache := rediscache.New(dead, rediscache.Options{})
 	cursorKey, _ := httpapi.DeriveCursorKey(encKey)
 	api, err := httpapi.New(httpapi.Config{CursorKey: cursorKey, Registry: prometheus.NewRegistry()},
-		httpapi.Deps{Store: e.store, Cache: cache, Keys: e.keys, Feed: pgfeed.New(e.store),
+		httpapi.Deps{Users: usercache.NewStore(e.store, cache, e.keys, usercache.Options{}), Keys: e.keys, Feed: pgfeed.New(e.store),
 			Checks: map[string]httpapi.Check{"postgres": e.store.Ping, "redis": cache.Ping}})
 	if err != nil {
 		t.Fatal(err)

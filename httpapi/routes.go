@@ -14,8 +14,8 @@ type route struct {
 // document must describe exactly these (TestOpenAPIMatchesRoutes).
 func (a *API) routes() []route {
 	return []route{
-		{"GET /users", handleListUsers(a.deps.Store, a.deps.Keys, a.cfg.CursorKey, a.log)},
-		{"GET /users/{id}", handleGetUser(a.users, a.log)},
+		{"GET /users", handleListUsers(a.deps.Users, a.cfg.CursorKey, a.log)},
+		{"GET /users/{id}", handleGetUser(a.deps.Users, a.log)},
 		{"GET /users/sse", handleSSE(a.deps.Feed, a.deps.Keys, a.hub, a.cfg.CursorKey, a.cfg.SSE, a.log, a.metrics)},
 		{"GET /{$}", handlePage()},
 		{"GET /healthz", handleHealthz()},

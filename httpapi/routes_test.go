@@ -123,7 +123,6 @@ func TestMetricsAndRequestLog(t *testing.T) {
 		`viswals_http_request_duration_seconds_count{method="GET",route="GET /users/{id}",status="404"} 1`,
 		`viswals_http_request_duration_seconds_count{method="GET",route="unmatched",status="404"} 1`,
 		`viswals_sse_subscribers 1`,
-		`viswals_http_user_cache_total{result="miss"} 2`,
 	} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -222,8 +221,8 @@ func TestNewValidatesConfig(t *testing.T) {
 		cfg  Config
 		deps Deps
 	}{
-		{Config{CursorKey: []byte("short"), Registry: e.reg}, Deps{Store: e.db, Keys: fakeKeys{}, Feed: e.db}},
-		{Config{CursorKey: testKey}, Deps{Store: e.db, Keys: fakeKeys{}, Feed: e.db}},
+		{Config{CursorKey: []byte("short"), Registry: e.reg}, Deps{Users: memUsers{e.db}, Keys: fakeKeys{}, Feed: e.db}},
+		{Config{CursorKey: testKey}, Deps{Users: memUsers{e.db}, Keys: fakeKeys{}, Feed: e.db}},
 		{Config{CursorKey: testKey, Registry: e.reg}, Deps{Keys: fakeKeys{}, Feed: e.db}},
 	} {
 		if _, err := New(tc.cfg, tc.deps); err == nil {
@@ -231,7 +230,7 @@ func TestNewValidatesConfig(t *testing.T) {
 		}
 	}
 	// A second API on the same registry is refused, not a panic.
-	if _, err := New(Config{CursorKey: testKey, Registry: e.reg}, Deps{Store: e.db, Keys: fakeKeys{}, Feed: e.db}); err == nil {
+	if _, err := New(Config{CursorKey: testKey, Registry: e.reg}, Deps{Users: memUsers{e.db}, Keys: fakeKeys{}, Feed: e.db}); err == nil {
 		t.Errorf("metrics registered twice")
 	}
 }

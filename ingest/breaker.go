@@ -1,36 +1,20 @@
 package ingest
 
 import (
-	"sync"
 	"time"
+
+	cb "github.com/viswals/viswals/breaker"
 )
 
-// breaker lets calls through until one fails, then refuses them for a
-// cooldown, then lets one through again to probe.
+// breaker guards the cache writes: the shared breaker with the cooldown it
+// trips for, which drainStale also waits between probes of the cache.
 type breaker struct {
 	cooldown time.Duration
-
-	mu        sync.Mutex
-	openUntil time.Time
+	state    cb.Breaker
 }
 
-func (b *breaker) allow() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if time.Now().Before(b.openUntil) {
-		return false
-	}
-	return true
-}
+func (b *breaker) allow() bool { return b.state.Allow() }
 
-func (b *breaker) fail() {
-	b.mu.Lock()
-	b.openUntil = time.Now().Add(b.cooldown)
-	b.mu.Unlock()
-}
+func (b *breaker) fail() { b.state.Trip(b.cooldown) }
 
-func (b *breaker) succeed() {
-	b.mu.Lock()
-	b.openUntil = time.Time{}
-	b.mu.Unlock()
-}
+func (b *breaker) succeed() { b.state.Reset() }

@@ -15,6 +15,7 @@ import (
 	"github.com/viswals/viswals/postgres"
 	"github.com/viswals/viswals/rabbitmq"
 	"github.com/viswals/viswals/rediscache"
+	"github.com/viswals/viswals/usercache"
 )
 
 // deps are the parts the HTTP API is built from.
@@ -37,8 +38,7 @@ func newAPI(cfg config.Consumer, logger *slog.Logger, reg *prometheus.Registry, 
 		Logger:    logger,
 		SSE:       httpapi.SSEOptions{Heartbeat: cfg.Heartbeat},
 	}, httpapi.Deps{
-		Store: d.store,
-		Cache: d.cache,
+		Users: usercache.NewStore(d.store, d.cache, d.keyring, usercache.Options{Logger: logger, Metrics: usercache.NewMetrics(reg)}),
 		Keys:  d.keyring,
 		Feed:  pgfeed.New(d.store),
 		Checks: map[string]httpapi.Check{

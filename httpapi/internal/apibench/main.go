@@ -34,6 +34,7 @@ import (
 	"github.com/viswals/viswals/emailcrypt"
 	"github.com/viswals/viswals/httpapi"
 	"github.com/viswals/viswals/rediscache"
+	"github.com/viswals/viswals/usercache"
 )
 
 func main() {
@@ -66,7 +67,7 @@ func main() {
 		mem.users[s.ID] = s
 		sealed = append(sealed, s)
 	}
-	var cache httpapi.Cache = mem
+	var cache usercache.Cache = mem
 	if *redisURL != "" {
 		opts, err := redis.ParseURL(*redisURL)
 		if err != nil {
@@ -94,14 +95,14 @@ func main() {
 		if *batch {
 			cache = rc
 		} else {
-			cache = struct{ httpapi.Cache }{rc} // hides GetMany
+			cache = struct{ usercache.Cache }{rc} // hides GetMany
 		}
 	}
 	cursorKey, _ := httpapi.DeriveCursorKey(key)
-	api, err := httpapi.New(httpapi.Config{
-		CursorKey: cursorKey, Registry: prometheus.NewRegistry(),
-		Logger: slog.New(slog.NewJSONHandler(os.Stderr, nil)),
-	}, httpapi.Deps{Store: mem, Cache: cache, Keys: keys, Feed: noFeed{}})
+	reg, logger := prometheus.NewRegistry(), slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	reader := usercache.NewStore(mem, cache, keys, usercache.Options{Logger: logger, Metrics: usercache.NewMetrics(reg)})
+	api, err := httpapi.New(httpapi.Config{CursorKey: cursorKey, Registry: reg, Logger: logger},
+		httpapi.Deps{Users: reader, Keys: keys, Feed: noFeed{}})
 	if err != nil {
 		log.Fatal(err)
 	}

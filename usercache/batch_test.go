@@ -1,9 +1,8 @@
-package httpapi
+package usercache
 
 import (
 	"context"
 	"errors"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -46,11 +45,12 @@ func (c *slowBatchCache) GetMany(ctx context.Context, ids []int64) ([]viswals.Se
 func TestBatchedCacheReads(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	cache := &slowBatchCache{memCache: newMemCache(), delay: 2 * time.Millisecond}
-	e := newEnv(t, func(c *Config, d *Deps) { d.Cache = cache })
+	src := newMemSource()
+	s := NewStore(src, cache, fakeKeys{}, Options{})
 	const n = 200
 	for i := 1; i <= n; i++ {
 		u := testUser(int64(i), "A", "B")
-		e.db.insert(u)
+		src.users[u.ID] = u
 		if i%2 == 0 { // half are cached, half are misses
 			cache.Put(context.Background(), []viswals.SealedUser{u})
 		}
@@ -58,9 +58,8 @@ func TestBatchedCacheReads(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := 1; i <= n; i++ {
 		wg.Go(func() {
-			status, body := e.get(t, "/users/"+itoa(i))
-			if status != 200 || int(body["data"].(map[string]any)["id"].(float64)) != i {
-				t.Errorf("GET /users/%d: %d %v", i, status, body)
+			if u, err := s.Get(context.Background(), int64(i)); err != nil || u.ID != int64(i) {
+				t.Errorf("Get(%d): %+v %v", i, u, err)
 			}
 		})
 	}
@@ -72,12 +71,10 @@ func TestBatchedCacheReads(t *testing.T) {
 	if calls >= n/2 || largest < 2 {
 		t.Errorf("%d round trips for %d concurrent reads: not batched", calls, n)
 	}
-	// Misses were filled from the store through the same cache.
+	// Misses were filled from the source through the same cache.
 	if len(cache.users) != n {
 		t.Errorf("%d users cached, want %d", len(cache.users), n)
 	}
-	e.stop()
-	http.DefaultClient.CloseIdleConnections()
 	goleak.VerifyNone(t, ignore)
 }
 
@@ -109,4 +106,16 @@ func TestBatcherCancelAndShortReply(t *testing.T) {
 		t.Fatalf("short reply: %v", err)
 	}
 	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.inflight == 0 })
+}
+
+// waitFor polls cond until it holds, failing after a deadline.
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }

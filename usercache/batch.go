@@ -1,4 +1,4 @@
-package httpapi
+package usercache
 
 import (
 	"context"
@@ -9,12 +9,12 @@ import (
 )
 
 // BatchCache is a Cache that can also read many users in one round trip.
-// When the cache given to New implements it, concurrent GET /users/{id}
-// requests share round trips to Redis: one request at a time per slot
-// sends the ids that queued while the previous round trip was out, which
-// turns one network round trip (two system calls, a context switch and a
-// Redis command) per request into one per batch under load, and costs
-// nothing when requests come one by one.
+// When the cache given to NewStore implements it, concurrent Gets share
+// round trips to Redis: one Get at a time per slot sends the ids that
+// queued while the previous round trip was out, which turns one network
+// round trip (two system calls, a context switch and a Redis command) per
+// request into one per batch under load, and costs nothing when requests
+// come one by one.
 type BatchCache interface {
 	Cache
 	// GetMany returns, for each id in order, the user or the error Get
@@ -46,10 +46,9 @@ type batchReq struct {
 var batchReqPool = sync.Pool{New: func() any { return &batchReq{done: make(chan struct{}, 1)} }}
 
 // One round trip in flight at a time: the requests that arrive meanwhile
-// make the next batch. Measured with wrk -t2 -c64 on 2 cores against a
-// 1M-row cache (make bench): 41.5k req/s, p99 4.1 ms, against 29–32k req/s,
-// p99 11–12 ms with four in flight (more, smaller batches: more system
-// calls and goroutines competing for the same cores).
+// make the next batch. On two cores that beat four in flight, whose more,
+// smaller batches cost more system calls and more goroutines competing for
+// the same cores (docs/benchmarks.md has the figures).
 func newBatcher(c BatchCache) *batcher {
 	return &batcher{cache: c, maxBatch: 128, maxInflight: 1, timeout: 2 * time.Second}
 }
