@@ -98,7 +98,8 @@ func (r *Results) Panels() []Panel {
 	return append(out, r.RSSPanel())
 }
 
-// RSSPanel is the consumer's RSS over the main load, with the 200 MB bound.
+// RSSPanel is the consumer's RSS over the main load, with the
+// TargetConsumerRSS bound.
 func (r *Results) RSSPanel() Panel {
 	p := Panel{Title: fmt.Sprintf("CONSUMER RSS, %s ROWS", formatTick(float64(r.Rows))), XLabel: "seconds", YLabel: "MB", Limit: TargetConsumerRSS / 1e6}
 	for _, s := range r.RSS {

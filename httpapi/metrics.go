@@ -19,7 +19,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "viswals_http_request_duration_seconds",
 			Help: "HTTP request latency by route pattern, method and status (SSE streams: their whole life).",
-			// From 100µs: a cached GET /users/{id} takes well under 1ms.
+			// From 100µs, so that cached GET /users/{id} replies do not all
+			// fall into the first bucket.
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
 		}, []string{"route", "method", "status"}),
 		sseSubscribers: prometheus.NewGauge(prometheus.GaugeOpts{

@@ -13,9 +13,9 @@ import (
 // The list queries choose between the name indexes and the primary key by
 // how common a prefix is, which the planner knows only from statistics.
 // Right after a bulk load autovacuum may not have analyzed the table yet
-// (it wakes once a minute and may be busy elsewhere): a 1M-row table
+// (it wakes once a minute and may be busy elsewhere): a large table
 // without statistics plans a one-letter prefix as a sort of every match,
-// 100× slower than the primary-key scan it picks once analyzed.
+// far slower than the primary-key scan it picks once analyzed.
 func (s *Store) AnalyzeIfStale(ctx context.Context, minRows int64, settled bool) (bool, error) {
 	changed, tuples, err := s.modsSinceAnalyze(ctx)
 	if err != nil {
@@ -35,9 +35,9 @@ func (s *Store) analyzeIf(ctx context.Context, needed bool) (bool, error) {
 }
 
 // needsAnalyze decides from the rows changed since the last ANALYZE and
-// the table's size then (negative: never analyzed). ANALYZE of a 1M-row
-// table costs Postgres 0.3–0.6 s of CPU, as much as loading 50k rows, so
-// during a load it runs only when it matters: once the table has no
+// the table's size then (negative: never analyzed). ANALYZE of a large
+// table costs Postgres as much CPU as loading a good many rows, so during
+// a load it runs only when it matters: once the table has no
 // statistics at all, or has grown more than tenfold since; otherwise once
 // the writes pause, if a tenth of the table changed. (Plain growth needs
 // no new statistics: the planner scales row counts by the table's pages.)

@@ -24,19 +24,9 @@ import (
 //
 //	go test ./postgres -run '^$' -bench Upsert -benchtime 1000x
 //
-// Measured on a 2-vCPU VM shared with other builds (load average 10-20),
-// 1000-row batches, rows/s relative to BareCopy in the same run:
-//
-//	                         fresh ids            existing ids,   same content
-//	                                              new content     (reload)
-//	copy-first, final        0.91 (1M rows)       0.69            0.66
-//	unnest                   0.88 0.84 0.80 0.85  0.72 0.71 0.72  0.70 0.70 0.74
-//	copy-first, no id probe  1.13 1.04 1.12       0.54 0.53       0.50 0.54
-//	probe+copy (EXISTS ANY)  0.91 0.97            0.61 0.57       0.54 0.61
-//	COPY to temp + upsert    0.62 0.70            0.60 0.56       0.58 0.54
-//
-// COPY is never slower than the upsert on new ids, and up to a third
-// faster when Postgres is short of CPU; a failed COPY costs two to three
+// The ratios to BareCopy that chose copy-first with its id probe are in
+// docs/benchmarks.md. COPY is never slower than the upsert on new ids, and
+// faster when Postgres is short of CPU; a failed COPY costs several
 // upserts, which the id probe and the pause (see UpsertBatch) avoid, at the
 // price of one round trip per batch. For existing ids BareCopy is still
 // inserting new rows: the yardstick of what the machine could do meanwhile.

@@ -25,9 +25,9 @@ const DefaultPrefix = "users:"
 // prefix (not ours, damaged, or not a string) is replaced.
 //
 // One call covers many keys because the fixed cost of a script call
-// dominates: per user, a call per key costs Redis about three SETs, a call
-// per 100 keys about one (see BenchmarkPut*). Only GETRANGE reads the
-// current value: the 36 bytes that hold the version.
+// dominates: per user, a call per key costs Redis much more CPU than a call
+// per many keys (BenchmarkPut's sub-benchmarks; docs/benchmarks.md). Only
+// GETRANGE reads the current value: the 36 bytes that hold the version.
 //
 // Versions are fixed-width lowercase hex, so string order is version
 // order. (Redis compares Lua strings with strcoll: the C locale compares

@@ -14,11 +14,10 @@ import (
 )
 
 // defaultGOGC is the consumer's garbage collection target unless GOGC is
-// set. Its live heap is small (5–30 MB) and it allocates fast while it
-// loads or serves, so Go's default of 100 collects several times a
-// second. At 200, a 1M-row load took 10–15 % less time in three of three
-// paired runs, with peak RSS 97–104 MB instead of 70–71 MB
-// (docs/benchmarks.md).
+// set. Its live heap is small and it allocates fast while it loads or
+// serves, so Go's default of 100 collects several times a second; 200
+// makes loads faster for a higher peak RSS that stays well within the
+// memory target (the paired runs are in docs/benchmarks.md).
 const defaultGOGC = 200
 
 func main() {
