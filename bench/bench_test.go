@@ -2,22 +2,19 @@ package bench
 
 import (
 	"context"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/viswals/viswals/internal/testenv"
 )
 
 // TestBenchSmoke runs the whole harness at the smoke size so that it never
 // rots. Timings on a shared machine are noisy, so it asserts only that
 // every figure was produced, not the targets.
 func TestBenchSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the real binaries against the services; skipped with -short")
-	}
-	if _, err := exec.LookPath("wrk"); err != nil {
-		t.Skip("wrk is not installed (apt-get install -y wrk; .ci/run installs it)")
-	}
+	testenv.SkipShort(t, "runs the real binaries against PostgreSQL, Redis and RabbitMQ, and wrk")
+	testenv.Program(t, "wrk", "apt-get install -y wrk", "wrk")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cfg := Smoke()

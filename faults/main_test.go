@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/viswals/viswals/internal/testenv"
 )
 
 // inputRows is the size of every load: big enough that a fault injected at
@@ -69,9 +71,7 @@ func TestMain(m *testing.M) {
 // skipShort skips the heavy scenarios under -short.
 func skipShort(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("fault scenarios load 100k rows through real processes; skipped with -short")
-	}
+	testenv.SkipShort(t, "fault scenarios start their own PostgreSQL, Redis and RabbitMQ servers (initdb, redis-server, rabbitmq-server) and load 100k rows through the real binaries")
 }
 
 // prepare makes the shared parts a scenario needs, at the same time:

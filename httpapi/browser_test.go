@@ -3,13 +3,14 @@ package httpapi_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/viswals/viswals/internal/testenv"
 )
 
 // TestBrowserLivePage drives the live page in headless Chromium: the
@@ -17,19 +18,8 @@ import (
 // names are shown as text (never markup), and the filters re-open the
 // stream. A screenshot is saved in the test's temp dir.
 func TestBrowserLivePage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser")
-	}
-	browser := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			browser = p
-			break
-		}
-	}
-	if browser == "" {
-		t.Skip("no Chromium to drive (apt-get install chromium)")
-	}
+	testenv.SkipShort(t, "drives headless Chromium")
+	browser := testenv.Program(t, "Chromium", "apt-get install chromium", "chromium", "chromium-browser", "google-chrome")
 	e := newPGEnv(t, "")
 	e.put(t, user(1, "Ann", "Lee"), user(2, "Bob", "Stone"), user(3, "anna", "Lewis"))
 

@@ -31,6 +31,7 @@ import (
 	"github.com/viswals/viswals/httpapi"
 	"github.com/viswals/viswals/httpapi/internal/ssetest"
 	"github.com/viswals/viswals/httpapi/pgfeed"
+	"github.com/viswals/viswals/internal/testenv"
 	"github.com/viswals/viswals/postgres"
 	"github.com/viswals/viswals/postgres/pgtest"
 	"github.com/viswals/viswals/rediscache"
@@ -123,6 +124,7 @@ func redisClient(t testing.TB) (*redis.Client, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	testenv.Service(t, "Redis", opts.Addr)
 	rdb := redis.NewClient(opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -450,9 +452,7 @@ func TestPGSSEAcrossProcesses(t *testing.T) {
 // HTTPAPI_SUBSCRIBERS to change the number and HTTPAPI_MAX_P99 to enforce
 // a bound (the target is 2,000 streams at p99 <= 250ms).
 func TestPGLiveLatency(t *testing.T) {
-	if testing.Short() {
-		t.Skip("many streams")
-	}
+	testenv.SkipShort(t, "opens many SSE streams against PostgreSQL and Redis")
 	n := 200
 	if s := os.Getenv("HTTPAPI_SUBSCRIBERS"); s != "" {
 		fmt.Sscan(s, &n)

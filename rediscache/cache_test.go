@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/internal/testenv"
 )
 
 // testClient connects to the Redis of REDIS_URL, by default the local one.
@@ -26,6 +27,7 @@ func testClient(t testing.TB) *redis.Client {
 	}
 	opts, err := redis.ParseURL(url)
 	require.NoError(t, err)
+	testenv.Service(t, "Redis", opts.Addr)
 	client := redis.NewClient(opts)
 	t.Cleanup(func() { client.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

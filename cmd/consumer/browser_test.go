@@ -3,13 +3,14 @@ package main
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
+
+	"github.com/viswals/viswals/internal/testenv"
 )
 
 // TestBrowserShowsUsersLoadedByTheProducer opens the live page of a running
@@ -17,9 +18,9 @@ import (
 // waits for them to appear in the table. (httpapi's browser test covers
 // filters, markup in names and reconnection.)
 func TestBrowserShowsUsersLoadedByTheProducer(t *testing.T) {
+	testenv.SkipShort(t, "drives headless Chromium")
 	t.Parallel()
-	browser, err := exec.LookPath("chromium")
-	require.NoError(t, err, "the browser test needs Chromium: apt-get install chromium")
+	browser := testenv.Program(t, "Chromium", "apt-get install chromium", "chromium", "chromium-browser", "google-chrome")
 	e := newTestEnv(t)
 	base := e.startConsumer(t)
 

@@ -28,6 +28,7 @@ import (
 
 	"github.com/viswals/viswals"
 	"github.com/viswals/viswals/emailcrypt"
+	"github.com/viswals/viswals/internal/testenv"
 	"github.com/viswals/viswals/postgres/pgtest"
 	"github.com/viswals/viswals/rabbitmq"
 	"github.com/viswals/viswals/rabbitmq/rmqtest"
@@ -102,6 +103,10 @@ type testEnv struct {
 	keyring *emailcrypt.Keyring
 }
 
+// redisAddr is the local Redis the tests share, each under a key prefix of
+// its own.
+const redisAddr = "127.0.0.1:6379"
+
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
 	key := make([]byte, 32)
@@ -109,10 +114,11 @@ func newTestEnv(t *testing.T) *testEnv {
 	require.NoError(t, err)
 	keyring, err := emailcrypt.New(key)
 	require.NoError(t, err)
+	testenv.Service(t, "Redis", redisAddr)
 	dbURL := pgtest.NewDatabase(t)
 	rabbitURL, queue := rmqtest.NewQueue(t)
 	prefix := "test:" + hex.EncodeToString(key[:6]) + ":users:"
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 	t.Cleanup(func() {
 		ctx := context.Background()
 		keys, _ := rdb.Keys(ctx, prefix+"*").Result()
@@ -124,7 +130,7 @@ func newTestEnv(t *testing.T) *testEnv {
 	return &testEnv{
 		vars: map[string]string{
 			"POSTGRES_CONN_URL":   dbURL,
-			"REDIS_CONN_URL":      "redis://127.0.0.1:6379/0",
+			"REDIS_CONN_URL":      "redis://" + redisAddr + "/0",
 			"RABBITMQ_CONN_URL":   rabbitURL,
 			"RABBITMQ_QUEUE_NAME": queue,
 			"ENCRYPTION_KEY":      base64.StdEncoding.EncodeToString(key),

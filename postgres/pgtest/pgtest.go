@@ -5,21 +5,27 @@
 //
 // The server is POSTGRES_TEST_URL, or postgres://postgres@127.0.0.1:5432/postgres
 // by default; the URL must name a role allowed to create databases. A test
-// whose server does not answer fails: a skipped integration test would
-// pass without testing anything.
+// whose server does not answer is skipped under -short and fails otherwise
+// (see internal/testenv): a skipped integration test in the full suite
+// would pass without testing anything.
 package pgtest
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/viswals/viswals/internal/testenv"
 	"github.com/viswals/viswals/postgres"
 )
 
@@ -55,7 +61,12 @@ func NewEmptyDatabase(t testing.TB) string {
 	defer cancel()
 
 	server := ServerURL()
-	conn, err := pgx.Connect(ctx, server)
+	cfg, err := pgx.ParseConfig(server)
+	if err != nil {
+		t.Fatalf("pgtest: POSTGRES_TEST_URL: %v", err)
+	}
+	testenv.Service(t, "PostgreSQL", address(cfg.Host, cfg.Port))
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		t.Fatalf("pgtest: Postgres is not reachable at %s (set POSTGRES_TEST_URL, or run make test, which starts it with Docker Compose): %v", redact(server), err)
 	}
@@ -82,6 +93,15 @@ func NewEmptyDatabase(t testing.TB) string {
 		}
 	})
 	return withDatabase(server, name)
+}
+
+// address is where a server of host and port listens: host:port, or the
+// socket in a directory host.
+func address(host string, port uint16) string {
+	if strings.HasPrefix(host, "/") {
+		return fmt.Sprintf("%s/.s.PGSQL.%d", host, port)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(port)))
 }
 
 // withDatabase returns server with its database replaced by name.

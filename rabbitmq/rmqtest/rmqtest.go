@@ -5,12 +5,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/viswals/viswals/internal/testenv"
 )
 
 // DefaultURL is the broker used when RABBITMQ_TEST_URL is not set.
@@ -26,12 +30,17 @@ func URL() string {
 
 // NewQueue returns the test broker's URL and a queue name unique to this
 // test. The queue, its dead-letter queue and exchange (which the code
-// under test declares) are deleted when the test ends. It fails the test,
-// never skips it, when the broker is unreachable: a missing broker must
-// not pass as green.
+// under test declares) are deleted when the test ends. When the broker does
+// not answer, the test is skipped under -short and fails otherwise (see
+// internal/testenv): a missing broker must not pass the full suite as green.
 func NewQueue(t testing.TB) (url, queue string) {
 	t.Helper()
 	url = URL()
+	uri, err := amqp.ParseURI(url)
+	if err != nil {
+		t.Fatalf("RABBITMQ_TEST_URL: %v", err)
+	}
+	testenv.Service(t, "RabbitMQ", net.JoinHostPort(uri.Host, strconv.Itoa(uri.Port)))
 	conn, err := amqp.Dial(url)
 	if err != nil {
 		t.Fatalf("RabbitMQ unreachable at %s (set RABBITMQ_TEST_URL): %v", redact(url), err)
