@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/viswals/viswals/internal/testenv"
 )
 
 // DefaultURL is the server used when REDIS_URL is not set.
@@ -27,14 +29,16 @@ func URL() string {
 }
 
 // Client returns a client of the test server, closed when the test ends.
-// It fails the test, never skips it, when the server does not answer: a
-// missing server must not pass as green.
+// When the server does not answer, the test is skipped under -short and
+// fails otherwise (see internal/testenv): a missing server must not pass
+// the full suite as green.
 func Client(t testing.TB) *redis.Client {
 	t.Helper()
 	opts, err := redis.ParseURL(URL())
 	if err != nil {
 		t.Fatalf("redistest: REDIS_URL: %v", err)
 	}
+	testenv.Service(t, "Redis", opts.Addr)
 	client := redis.NewClient(opts)
 	t.Cleanup(func() { client.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
