@@ -79,8 +79,8 @@ func (r *Results) Markdown(command string) string {
 // against workers (from the sweep), and the consumer's RSS over the load.
 func (r *Results) Panels() []Panel {
 	var batch, workers Panel
-	batch = Panel{Title: "THROUGHPUT VS BATCH SIZE", XLabel: "users per message", YLabel: "rows/s", LogX: true}
-	workers = Panel{Title: "THROUGHPUT VS WORKERS", XLabel: "consumer workers", YLabel: "rows/s"}
+	batch = Panel{Title: "Throughput vs batch size", XLabel: "users per message", YLabel: "rows/s", LogX: true}
+	workers = Panel{Title: "Throughput vs consumer workers", XLabel: "consumer workers", YLabel: "rows/s"}
 	for _, p := range r.Sweep {
 		if p.Knob == "batch" {
 			batch.X, batch.Y = append(batch.X, float64(p.Value)), append(batch.Y, p.RowsPerSec)
@@ -101,7 +101,7 @@ func (r *Results) Panels() []Panel {
 // RSSPanel is the consumer's RSS over the main load, with the
 // TargetConsumerRSS bound.
 func (r *Results) RSSPanel() Panel {
-	p := Panel{Title: fmt.Sprintf("CONSUMER RSS, %s ROWS", formatTick(float64(r.Rows))), XLabel: "seconds", YLabel: "MB", Limit: TargetConsumerRSS / 1e6}
+	p := Panel{Title: fmt.Sprintf("Consumer RSS, %s rows", formatTick(float64(r.Rows))), XLabel: "seconds", YLabel: "MB", Limit: TargetConsumerRSS / 1e6}
 	for _, s := range r.RSS {
 		p.X, p.Y = append(p.X, s.Seconds), append(p.Y, float64(s.RSS)/1e6)
 	}
