@@ -17,9 +17,3 @@ type SealedUser struct {
 	ParentUserID *int64
 	Version      Version
 }
-
-// Filter selects users by case-insensitive name prefixes; empty means any.
-type Filter struct {
-	FirstName string
-	LastName  string
-}

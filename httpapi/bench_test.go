@@ -166,7 +166,7 @@ func BenchmarkAppendUser(b *testing.B) {
 
 func BenchmarkCursor(b *testing.B) {
 	cc := newCodec(testKey, viswals.Filter{})
-	c := cursor{kind: kindLive, pos: Pos{Xid: 123456, ID: 987654}}
+	c := cursor{kind: kindLive, pos: viswals.Pos{Xid: 123456, ID: 987654}}
 	buf := make([]byte, 0, 128)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -48,10 +48,10 @@ const (
 // cursor is a decoded position.
 type cursor struct {
 	kind    cursorKind
-	afterID int64    // list, snapshot: the last id sent
-	snap    Snapshot // snapshot; live while hasSnap
+	afterID int64            // list, snapshot: the last id sent
+	snap    viswals.Snapshot // snapshot; live while hasSnap
 	hasSnap bool
-	pos     Pos // live: the last change sent (or skipped)
+	pos     viswals.Pos // live: the last change sent (or skipped)
 }
 
 // errBadCursor and errForeignCursor are the reasons decodeCursor fails;
@@ -124,7 +124,7 @@ func (cc *cursorCodec) appendCursor(dst []byte, c cursor) []byte {
 	return base64.RawURLEncoding.AppendEncode(dst, b)
 }
 
-func appendSnapshot(b []byte, s Snapshot) []byte {
+func appendSnapshot(b []byte, s viswals.Snapshot) []byte {
 	b = binary.AppendUvarint(b, s.Xmin)
 	b = binary.AppendUvarint(b, s.Xmax-s.Xmin)
 	b = binary.AppendUvarint(b, uint64(len(s.Xip)))
@@ -236,14 +236,14 @@ func (r *reader) id() int64 {
 
 // snapshot decodes and validates a snapshot: xip sorted, unique and
 // within [xmin, xmax).
-func (r *reader) snapshot() Snapshot {
-	var s Snapshot
+func (r *reader) snapshot() viswals.Snapshot {
+	var s viswals.Snapshot
 	s.Xmin = r.uvarint()
 	span := r.uvarint()
 	n := r.uvarint()
 	if r.bad || span > math.MaxUint64-s.Xmin || n > uint64(len(r.b)) {
 		r.bad = true
-		return Snapshot{}
+		return viswals.Snapshot{}
 	}
 	s.Xmax = s.Xmin + span
 	if n > 0 {
@@ -254,7 +254,7 @@ func (r *reader) snapshot() Snapshot {
 		d := r.uvarint()
 		if r.bad || (i > 0 && d == 0) || d >= s.Xmax-prev {
 			r.bad = true
-			return Snapshot{}
+			return viswals.Snapshot{}
 		}
 		prev += d
 		s.Xip = append(s.Xip, prev)

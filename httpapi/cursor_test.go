@@ -14,10 +14,10 @@ func TestCursorRoundTrip(t *testing.T) {
 	for _, c := range []cursor{
 		{kind: kindList, afterID: 0},
 		{kind: kindList, afterID: math.MaxInt64},
-		{kind: kindSnapshot, afterID: 42, hasSnap: true, snap: Snapshot{Xmin: 100, Xmax: 100}},
-		{kind: kindSnapshot, afterID: 42, hasSnap: true, snap: Snapshot{Xmin: 100, Xmax: 250, Xip: []uint64{100, 101, 249}}},
-		{kind: kindLive, pos: Pos{Xid: 120, ID: 7}, hasSnap: true, snap: Snapshot{Xmin: 100, Xmax: 250, Xip: []uint64{130}}},
-		{kind: kindLive, pos: Pos{Xid: math.MaxUint64, ID: math.MaxInt64}},
+		{kind: kindSnapshot, afterID: 42, hasSnap: true, snap: viswals.Snapshot{Xmin: 100, Xmax: 100}},
+		{kind: kindSnapshot, afterID: 42, hasSnap: true, snap: viswals.Snapshot{Xmin: 100, Xmax: 250, Xip: []uint64{100, 101, 249}}},
+		{kind: kindLive, pos: viswals.Pos{Xid: 120, ID: 7}, hasSnap: true, snap: viswals.Snapshot{Xmin: 100, Xmax: 250, Xip: []uint64{130}}},
+		{kind: kindLive, pos: viswals.Pos{Xid: math.MaxUint64, ID: math.MaxInt64}},
 	} {
 		cc := newCodec(testKey, f)
 		text := string(cc.appendCursor(nil, c))
@@ -34,7 +34,7 @@ func TestCursorRoundTrip(t *testing.T) {
 func TestCursorRejects(t *testing.T) {
 	f := viswals.Filter{FirstName: "a"}
 	cc := newCodec(testKey, f)
-	good := cc.appendCursor(nil, cursor{kind: kindLive, pos: Pos{Xid: 5, ID: 9}, hasSnap: true, snap: Snapshot{Xmin: 1, Xmax: 9, Xip: []uint64{3}}})
+	good := cc.appendCursor(nil, cursor{kind: kindLive, pos: viswals.Pos{Xid: 5, ID: 9}, hasSnap: true, snap: viswals.Snapshot{Xmin: 1, Xmax: 9, Xip: []uint64{3}}})
 	raw, _ := base64.RawURLEncoding.DecodeString(string(good))
 
 	// Every single-bit change of the payload or the MAC is refused.
@@ -112,7 +112,7 @@ func uvarint(v uint64) []byte {
 }
 
 func TestSnapshotVisible(t *testing.T) {
-	s := Snapshot{Xmin: 10, Xmax: 20, Xip: []uint64{12, 15}}
+	s := viswals.Snapshot{Xmin: 10, Xmax: 20, Xip: []uint64{12, 15}}
 	for xid, want := range map[uint64]bool{1: true, 9: true, 10: true, 11: true, 12: false, 14: true, 15: false, 19: true, 20: false, 99: false} {
 		if s.Visible(xid) != want {
 			t.Errorf("Visible(%d) = %v", xid, !want)
@@ -123,8 +123,8 @@ func TestSnapshotVisible(t *testing.T) {
 func FuzzParseCursor(f *testing.F) {
 	cc := newCodec(testKey, viswals.Filter{})
 	f.Add(string(cc.appendCursor(nil, cursor{kind: kindList, afterID: 5})))
-	f.Add(string(cc.appendCursor(nil, cursor{kind: kindSnapshot, hasSnap: true, snap: Snapshot{Xmin: 3, Xmax: 9, Xip: []uint64{4}}})))
-	f.Add(string(cc.appendCursor(nil, cursor{kind: kindLive, pos: Pos{Xid: 3, ID: 1}})))
+	f.Add(string(cc.appendCursor(nil, cursor{kind: kindSnapshot, hasSnap: true, snap: viswals.Snapshot{Xmin: 3, Xmax: 9, Xip: []uint64{4}}})))
+	f.Add(string(cc.appendCursor(nil, cursor{kind: kindLive, pos: viswals.Pos{Xid: 3, ID: 1}})))
 	f.Add("")
 	f.Add("%%%")
 	f.Fuzz(func(t *testing.T, text string) {

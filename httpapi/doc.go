@@ -16,7 +16,7 @@
 //	}, httpapi.Deps{
 //		Users: users,              // *usercache.Store: Postgres, Redis in front
 //		Keys:  keyring,            // *emailcrypt.Keyring
-//		Feed:  pgfeed.New(store),  // the changefeed, adapted
+//		Feed:  store,              // *postgres.Store: the changefeed
 //		Checks: map[string]httpapi.Check{
 //			"postgres": store.Ping, "redis": cache.Ping, "rabbitmq": broker.Ping,
 //		},

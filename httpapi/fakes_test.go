@@ -85,8 +85,8 @@ func (tx *memTx) commit() {
 // insert writes users in a transaction of their own.
 func (db *memDB) insert(users ...viswals.SealedUser) { db.begin().put(users...).commit() }
 
-func (db *memDB) snapshotLocked() Snapshot {
-	s := Snapshot{Xmin: db.nextXid, Xmax: db.nextXid}
+func (db *memDB) snapshotLocked() viswals.Snapshot {
+	s := viswals.Snapshot{Xmin: db.nextXid, Xmax: db.nextXid}
 	for x := range db.running {
 		s.Xip = append(s.Xip, x)
 		s.Xmin = min(s.Xmin, x)
@@ -118,11 +118,11 @@ func (db *memDB) List(ctx context.Context, f viswals.Filter, afterID int64, limi
 	return db.list(ctx, f, afterID, limit, nil, fn)
 }
 
-func (db *memDB) ListVisible(ctx context.Context, f viswals.Filter, afterID int64, limit int, snap Snapshot, fn func(viswals.SealedUser) error) error {
+func (db *memDB) ListVisible(ctx context.Context, f viswals.Filter, afterID int64, limit int, snap viswals.Snapshot, fn func(viswals.SealedUser) error) error {
 	return db.list(ctx, f, afterID, limit, &snap, fn)
 }
 
-func (db *memDB) list(ctx context.Context, f viswals.Filter, afterID int64, limit int, snap *Snapshot, fn func(viswals.SealedUser) error) error {
+func (db *memDB) list(ctx context.Context, f viswals.Filter, afterID int64, limit int, snap *viswals.Snapshot, fn func(viswals.SealedUser) error) error {
 	db.mu.Lock()
 	var page []viswals.SealedUser
 	for _, r := range db.rows {
@@ -151,16 +151,16 @@ func (db *memDB) list(ctx context.Context, f viswals.Filter, afterID int64, limi
 	return nil
 }
 
-func (db *memDB) CurrentSnapshot(ctx context.Context) (Snapshot, error) {
+func (db *memDB) CurrentSnapshot(ctx context.Context) (viswals.Snapshot, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if db.snapErr != nil {
-		return Snapshot{}, db.snapErr
+		return viswals.Snapshot{}, db.snapErr
 	}
 	return db.snapshotLocked(), nil
 }
 
-func (db *memDB) Changes(ctx context.Context, f viswals.Filter, after Pos, limit int, fn func(Pos, viswals.SealedUser) error) (uint64, error) {
+func (db *memDB) Changes(ctx context.Context, f viswals.Filter, after viswals.Pos, limit int, fn func(viswals.Pos, viswals.SealedUser) error) (uint64, error) {
 	db.mu.Lock()
 	db.changesCalls++
 	if db.changesErr != nil {
@@ -169,12 +169,12 @@ func (db *memDB) Changes(ctx context.Context, f viswals.Filter, after Pos, limit
 	}
 	horizon := db.snapshotLocked().Xmin
 	type ch struct {
-		pos Pos
+		pos viswals.Pos
 		u   viswals.SealedUser
 	}
 	var out []ch
 	for _, r := range db.rows {
-		p := Pos{Xid: r.xid, ID: r.user.ID}
+		p := viswals.Pos{Xid: r.xid, ID: r.user.ID}
 		if after.Less(p) && r.xid < horizon && matchFilter(f, r.user) {
 			out = append(out, ch{p, r.user})
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -55,12 +54,12 @@ func (o *HubOptions) defaults() {
 }
 
 // change is one entry of the ring: a row as the changefeed returned it,
-// its lower-cased names for filtering, and its JSON, built by the first
-// stream that sends it and shared by the rest.
+// its folded names for filtering, and its JSON, built by the first stream
+// that sends it and shared by the rest.
 type change struct {
-	pos             Pos
-	user            viswals.SealedUser
-	firstLC, lastLC string
+	pos                     viswals.Pos
+	user                    viswals.SealedUser
+	firstFolded, lastFolded string
 
 	once sync.Once
 	data []byte
@@ -98,10 +97,10 @@ type hub struct {
 	mu    sync.RWMutex
 	ready bool
 	ring  []*change
-	first uint64 // sequence number of the oldest entry
-	next  uint64 // sequence number of the next entry
-	from  Pos    // the ring holds every change after from...
-	pos   Pos    // ...up to and including pos
+	first uint64      // sequence number of the oldest entry
+	next  uint64      // sequence number of the next entry
+	from  viswals.Pos // the ring holds every change after from...
+	pos   viswals.Pos // ...up to and including pos
 	// changed is closed, and replaced, whenever pos or ready moves.
 	changed chan struct{}
 	subs    int
@@ -142,7 +141,7 @@ func (h *hub) leave() {
 // since copies into buf up to len(buf) changes after p and returns how
 // many, the position the caller reaches once it has handled them, and a
 // channel closed when there is more to read.
-func (h *hub) since(p Pos, buf []*change) (n int, upTo Pos, st ringState, more <-chan struct{}) {
+func (h *hub) since(p viswals.Pos, buf []*change) (n int, upTo viswals.Pos, st ringState, more <-chan struct{}) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	switch {
@@ -286,7 +285,7 @@ func (h *hub) step(ctx context.Context, notified bool, target uint64) uint64 {
 		target = max(target, snap.Xmax)
 		if !ready {
 			h.mu.Lock()
-			h.from, h.pos, h.ready = Pos{Xid: snap.Xmin}, Pos{Xid: snap.Xmin}, true
+			h.from, h.pos, h.ready = viswals.Pos{Xid: snap.Xmin}, viswals.Pos{Xid: snap.Xmin}, true
 			h.broadcastLocked()
 			pos = h.pos
 			h.mu.Unlock()
@@ -295,9 +294,9 @@ func (h *hub) step(ctx context.Context, notified bool, target uint64) uint64 {
 	batch := make([]*change, 0, h.opts.Batch)
 	for ctx.Err() == nil {
 		batch = batch[:0]
-		horizon, err := h.feed.Changes(ctx, viswals.Filter{}, pos, h.opts.Batch, func(p Pos, u viswals.SealedUser) error {
+		horizon, err := h.feed.Changes(ctx, viswals.Filter{}, pos, h.opts.Batch, func(p viswals.Pos, u viswals.SealedUser) error {
 			batch = append(batch, &change{pos: p, user: u,
-				firstLC: strings.ToLower(u.FirstName), lastLC: strings.ToLower(u.LastName)})
+				firstFolded: viswals.Fold(u.FirstName), lastFolded: viswals.Fold(u.LastName)})
 			return nil
 		})
 		if err != nil {
@@ -312,8 +311,8 @@ func (h *hub) step(ctx context.Context, notified bool, target uint64) uint64 {
 		}
 		// A short read saw everything below the horizon: all of it is
 		// final, so the position moves to the horizon even with no rows.
-		if !full && h.pos.Less(Pos{Xid: horizon}) {
-			h.pos = Pos{Xid: horizon}
+		if !full && h.pos.Less(viswals.Pos{Xid: horizon}) {
+			h.pos = viswals.Pos{Xid: horizon}
 		}
 		if h.pos != pos {
 			h.broadcastLocked()
@@ -343,7 +342,7 @@ func (h *hub) appendLocked(c *change) {
 func (h *hub) resetLocked() {
 	clear(h.ring)
 	h.first, h.next = 0, 0
-	h.from, h.pos = Pos{}, Pos{}
+	h.from, h.pos = viswals.Pos{}, viswals.Pos{}
 	h.ready = false
 	h.broadcastLocked()
 }

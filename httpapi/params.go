@@ -4,7 +4,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/viswals/viswals"
 )
@@ -12,7 +11,6 @@ import (
 // Bounds on query parameters. Every parameter is checked before anything
 // reaches a store, and a bad one gets a 400 that names it.
 const (
-	maxNameFilter    = 256 // bytes
 	defaultListLimit = 100
 	maxListLimit     = 1000
 	// maxStreamLimit bounds limit on /users/sse, where it counts events
@@ -148,29 +146,13 @@ func single(q url.Values, name string) (string, bool, error) {
 func parseFilter(q url.Values) (viswals.Filter, error) {
 	var f viswals.Filter
 	var err error
-	if f.FirstName, err = nameFilter(q, "first_name"); err != nil {
+	if f.FirstName, _, err = single(q, "first_name"); err != nil {
 		return f, err
 	}
-	f.LastName, err = nameFilter(q, "last_name")
-	return f, err
-}
-
-// nameFilter validates a prefix filter. The value is only ever a bound
-// parameter (and a prefix, not a pattern: %, _ and \ are plain), so the
-// checks are about what Postgres can store: valid UTF-8 and no NUL.
-func nameFilter(q url.Values, name string) (string, error) {
-	v, _, err := single(q, name)
-	switch {
-	case err != nil:
-		return "", err
-	case len(v) > maxNameFilter:
-		return "", viswals.Errorf(viswals.EINVALID, "%s is longer than %d bytes", name, maxNameFilter)
-	case !utf8.ValidString(v):
-		return "", viswals.Errorf(viswals.EINVALID, "%s is not valid UTF-8", name)
-	case strings.IndexByte(v, 0) >= 0:
-		return "", viswals.Errorf(viswals.EINVALID, "%s contains a NUL byte", name)
+	if f.LastName, _, err = single(q, "last_name"); err != nil {
+		return f, err
 	}
-	return v, nil
+	return f, f.Validate()
 }
 
 // parseLimit reads limit: decimal digits only, within [1, max]; absent

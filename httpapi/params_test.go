@@ -27,7 +27,7 @@ func FuzzParseListParams(f *testing.F) {
 			return
 		}
 		if p.limit < 1 || p.limit > maxListLimit || p.afterID < 0 ||
-			len(p.filter.FirstName) > maxNameFilter || len(p.filter.LastName) > maxNameFilter {
+			len(p.filter.FirstName) > viswals.MaxFilterBytes || len(p.filter.LastName) > viswals.MaxFilterBytes {
 			t.Fatalf("%q: accepted out-of-bounds %+v", q, p)
 		}
 	})

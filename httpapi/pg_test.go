@@ -30,7 +30,6 @@ import (
 	"github.com/viswals/viswals/emailcrypt"
 	"github.com/viswals/viswals/httpapi"
 	"github.com/viswals/viswals/httpapi/internal/ssetest"
-	"github.com/viswals/viswals/httpapi/pgfeed"
 	"github.com/viswals/viswals/internal/testenv"
 	"github.com/viswals/viswals/postgres"
 	"github.com/viswals/viswals/postgres/pgtest"
@@ -89,7 +88,7 @@ func newPGEnv(t testing.TB, dbURL string, tune ...func(*httpapi.Config)) *pgEnv 
 	}
 	e.api, err = httpapi.New(cfg, httpapi.Deps{
 		Users: usercache.NewStore(store, e.cache, keys, usercache.Options{}),
-		Keys:  keys, Feed: pgfeed.New(store),
+		Keys:  keys, Feed: store,
 		Checks: map[string]httpapi.Check{"postgres": store.Ping, "redis": e.cache.Ping},
 	})
 	if err != nil {
@@ -281,7 +280,7 @@ func TestPGGetUserRedisDown(t *testing.T) {
 	cache := rediscache.New(dead, rediscache.Options{})
 	cursorKey, _ := httpapi.DeriveCursorKey(encKey)
 	api, err := httpapi.New(httpapi.Config{CursorKey: cursorKey, Registry: prometheus.NewRegistry()},
-		httpapi.Deps{Users: usercache.NewStore(e.store, cache, e.keys, usercache.Options{}), Keys: e.keys, Feed: pgfeed.New(e.store),
+		httpapi.Deps{Users: usercache.NewStore(e.store, cache, e.keys, usercache.Options{}), Keys: e.keys, Feed: e.store,
 			Checks: map[string]httpapi.Check{"postgres": e.store.Ping, "redis": cache.Ping}})
 	if err != nil {
 		t.Fatal(err)

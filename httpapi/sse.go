@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/viswals/viswals"
@@ -18,7 +17,7 @@ import (
 // halves meet exactly, without gaps or repeats, through a Postgres
 // transaction snapshot taken when the stream opens:
 //
-//   - Snapshot phase: the rows whose last change is visible in the
+//   - viswals.Snapshot phase: the rows whose last change is visible in the
 //     snapshot, paged by id (Feed.ListVisible).
 //   - Live phase: the changefeed from the snapshot's xmin, in (xid, id)
 //     order, skipping changes visible in the snapshot (already sent). Once
@@ -86,8 +85,7 @@ func handleSSE(feed Feed, keys Opener, hub *hub, cursorKey []byte, opts SSEOptio
 		s := &stream{
 			w: w, rc: http.NewResponseController(w), bw: bufio.NewWriterSize(w, 16<<10),
 			codec: codec, feed: feed, keys: keys, hub: hub, opts: opts, metrics: m,
-			filter: p.filter, limit: p.limit, cur: start,
-			firstLC: strings.ToLower(p.filter.FirstName), lastLC: strings.ToLower(p.filter.LastName),
+			filter: p.filter, folded: p.filter.Folded(), limit: p.limit, cur: start,
 		}
 		m.sseSubscribers.Inc()
 		defer m.sseSubscribers.Dec()
@@ -109,11 +107,11 @@ type stream struct {
 	hub   *hub
 	opts  SSEOptions
 
-	metrics         *metrics
-	filter          viswals.Filter
-	firstLC, lastLC string
-	limit, sent     int
-	cur             cursor // the position after the last event sent
+	metrics     *metrics
+	filter      viswals.Filter
+	folded      viswals.Filter // filter.Folded(), for matching ring entries
+	limit, sent int
+	cur         cursor // the position after the last event sent
 
 	rows    []viswals.SealedUser
 	changes []*change
@@ -174,7 +172,7 @@ func (s *stream) snapshot(ctx context.Context) error {
 		}
 	}
 	clear(s.rows)
-	s.cur = cursor{kind: kindLive, snap: s.cur.snap, hasSnap: true, pos: Pos{Xid: s.cur.snap.Xmin}}
+	s.cur = cursor{kind: kindLive, snap: s.cur.snap, hasSnap: true, pos: viswals.Pos{Xid: s.cur.snap.Xmin}}
 	s.dropPassedSnapshot()
 	return nil
 }
@@ -221,7 +219,7 @@ func (s *stream) live(ctx context.Context) error {
 
 // sendRing sends the ring's changes that the stream wants, then moves to
 // upTo.
-func (s *stream) sendRing(changes []*change, upTo Pos) error {
+func (s *stream) sendRing(changes []*change, upTo viswals.Pos) error {
 	s.deadline()
 	sent := false
 	for _, c := range changes {
@@ -251,11 +249,11 @@ func (s *stream) sendRing(changes []*change, upTo Pos) error {
 // whose position is older than the hub's ring.
 func (s *stream) catchUp(ctx context.Context) error {
 	type row struct {
-		pos  Pos
+		pos  viswals.Pos
 		user viswals.SealedUser
 	}
 	var rows []row
-	horizon, err := s.feed.Changes(ctx, s.filter, s.cur.pos, s.opts.PageSize, func(p Pos, u viswals.SealedUser) error {
+	horizon, err := s.feed.Changes(ctx, s.filter, s.cur.pos, s.opts.PageSize, func(p viswals.Pos, u viswals.SealedUser) error {
 		rows = append(rows, row{p, u})
 		return nil
 	})
@@ -272,27 +270,26 @@ func (s *stream) catchUp(ctx context.Context) error {
 			return err
 		}
 	}
-	if len(rows) < s.opts.PageSize && s.cur.pos.Less(Pos{Xid: horizon}) {
-		s.cur.pos = Pos{Xid: horizon} // everything below the horizon is read
+	if len(rows) < s.opts.PageSize && s.cur.pos.Less(viswals.Pos{Xid: horizon}) {
+		s.cur.pos = viswals.Pos{Xid: horizon} // everything below the horizon is read
 	}
 	s.dropPassedSnapshot()
 	return s.flush()
 }
 
-// wants applies the stream's filters and snapshot to a ring entry, with
-// the same semantics as the store: lower-cased prefixes, combined with AND.
+// wants applies the stream's filters and snapshot to a ring entry.
 func (s *stream) wants(c *change) bool {
 	if s.cur.hasSnap && s.cur.snap.Visible(c.pos.Xid) {
 		return false
 	}
-	return strings.HasPrefix(c.firstLC, s.firstLC) && strings.HasPrefix(c.lastLC, s.lastLC)
+	return s.folded.Match(c.firstFolded, c.lastFolded)
 }
 
 // dropPassedSnapshot forgets the snapshot once no later change can be
 // visible in it, which keeps cursors short.
 func (s *stream) dropPassedSnapshot() {
 	if s.cur.kind == kindLive && s.cur.hasSnap && s.cur.pos.Xid >= s.cur.snap.Xmax {
-		s.cur.hasSnap, s.cur.snap = false, Snapshot{}
+		s.cur.hasSnap, s.cur.snap = false, viswals.Snapshot{}
 	}
 }
 

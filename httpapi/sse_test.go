@@ -196,7 +196,7 @@ func TestSSEHeartbeat(t *testing.T) {
 func TestSSEBadRequests(t *testing.T) {
 	e := newEnv(t)
 	list := newCodec(testKey, viswals.Filter{}).appendCursor(nil, cursor{kind: kindList, afterID: 1})
-	other := newCodec(testKey, viswals.Filter{FirstName: "x"}).appendCursor(nil, cursor{kind: kindLive, pos: Pos{Xid: 1}})
+	other := newCodec(testKey, viswals.Filter{FirstName: "x"}).appendCursor(nil, cursor{kind: kindLive, pos: viswals.Pos{Xid: 1}})
 	for _, tc := range []struct {
 		query, header, msg string
 	}{

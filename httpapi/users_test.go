@@ -218,7 +218,7 @@ func TestListUsersBadParams(t *testing.T) {
 		t.Fatal("no next_cursor on a full page")
 	}
 	otherKey := newCodec([]byte(strings.Repeat("z", 32)), viswals.Filter{}).appendCursor(nil, cursor{kind: kindList, afterID: 1})
-	streamCursor := newCodec(testKey, viswals.Filter{}).appendCursor(nil, cursor{kind: kindLive, pos: Pos{Xid: 1}})
+	streamCursor := newCodec(testKey, viswals.Filter{}).appendCursor(nil, cursor{kind: kindLive, pos: viswals.Pos{Xid: 1}})
 	tampered := []byte(allCursor)
 	tampered[3] ^= 1
 

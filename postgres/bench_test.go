@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -93,7 +92,7 @@ func bareCopyWriter(b *testing.B) *writer {
 	return &writer{name: "BareCopy", write: func(ctx context.Context, batch []viswals.SealedUser) (int, error) {
 		n, err := conn.CopyFrom(ctx, pgx.Identifier{"users_bare"}, cols, pgx.CopyFromSlice(len(batch), func(j int) ([]any, error) {
 			u := &batch[j]
-			return []any{u.ID, u.FirstName, u.LastName, strings.ToLower(u.FirstName), strings.ToLower(u.LastName),
+			return []any{u.ID, u.FirstName, u.LastName, viswals.Fold(u.FirstName), viswals.Fold(u.LastName),
 				u.EmailSealed, u.EmailHash, u.CreatedAt, u.DeletedAt, u.MergedAt, u.ParentUserID,
 				u.Version.Load, u.Version.Line}, nil
 		}))

@@ -3,8 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"math"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -25,8 +23,8 @@ import (
 //
 //	snap := CurrentSnapshot()
 //	ListVisible(..., snap, ...) page by page      // the users as of snap
-//	pos := snap.Start()
-//	loop: Changes(..., pos, ...) skipping positions snap.Visible(pos.XID),
+//	pos := viswals.Pos{Xid: snap.Xmin}
+//	loop: Changes(..., pos, ...) skipping positions snap.Visible(pos.Xid),
 //	      which the snapshot phase already had; pos = the last position
 //
 // A resumed stream continues from its last position. Positions are the
@@ -38,38 +36,8 @@ import (
 // transactions last one batch; on a shared server set
 // idle_in_transaction_session_timeout.
 
-// ChangePos is a position in the changefeed: the transaction that made a
-// change and the user's id.
-type ChangePos struct {
-	XID uint64
-	ID  int64
-}
-
-// Less orders positions.
-func (p ChangePos) Less(q ChangePos) bool {
-	return p.XID < q.XID || (p.XID == q.XID && p.ID < q.ID)
-}
-
-// Snapshot is a Postgres snapshot (pg_snapshot): the transactions whose
-// effects a reader sees.
-type Snapshot struct {
-	Xmin uint64   // every transaction before Xmin had finished
-	Xmax uint64   // no transaction from Xmax on had finished
-	Xip  []uint64 // transactions in [Xmin, Xmax) still running
-}
-
-// Visible reports whether the changes of transaction xid are in the
-// snapshot (assuming xid committed: aborted writes are never in the table).
-func (s Snapshot) Visible(xid uint64) bool {
-	return xid < s.Xmin || (xid < s.Xmax && !slices.Contains(s.Xip, xid))
-}
-
-// Start is the changefeed position at which the live phase of a stream
-// opened at s begins: just before the first transaction s may not see.
-func (s Snapshot) Start() ChangePos { return HorizonPos(s.Xmin) }
-
-// String formats s as Postgres does: "xmin:xmax:xip1,xip2".
-func (s Snapshot) String() string {
+// snapshotText formats s as Postgres does: "xmin:xmax:xip1,xip2".
+func snapshotText(s viswals.Snapshot) string {
 	var b strings.Builder
 	b.WriteString(strconv.FormatUint(s.Xmin, 10))
 	b.WriteByte(':')
@@ -84,18 +52,17 @@ func (s Snapshot) String() string {
 	return b.String()
 }
 
-// ParseSnapshot parses the text form of a pg_snapshot, for instance from a
-// stream cursor. It checks the invariants Postgres relies on, so that a
-// forged value cannot reach a query as something Postgres would reject.
-func ParseSnapshot(text string) (Snapshot, error) {
-	bad := func(why string) (Snapshot, error) {
-		return Snapshot{}, invalidf("snapshot %q: %s", text, why)
+// parseSnapshot parses the text form of a pg_snapshot. It checks the
+// invariants viswals.Snapshot promises (Xip sorted, within [Xmin, Xmax)).
+func parseSnapshot(text string) (viswals.Snapshot, error) {
+	bad := func(why string) (viswals.Snapshot, error) {
+		return viswals.Snapshot{}, invalidf("snapshot %q: %s", text, why)
 	}
 	parts := strings.Split(text, ":")
 	if len(parts) != 3 {
 		return bad("want xmin:xmax:xip")
 	}
-	var s Snapshot
+	var s viswals.Snapshot
 	var err error
 	if s.Xmin, err = strconv.ParseUint(parts[0], 10, 64); err != nil || s.Xmin == 0 {
 		return bad("bad xmin")
@@ -116,22 +83,15 @@ func ParseSnapshot(text string) (Snapshot, error) {
 	return s, nil
 }
 
-// HorizonPos is the position just before horizon: a caller that got every
-// change below the horizon (a page of fewer than limit users) can resume
-// from there.
-func HorizonPos(horizon uint64) ChangePos {
-	return ChangePos{XID: horizon - 1, ID: math.MaxInt64}
-}
-
 // CurrentSnapshot returns the snapshot a statement starting now would see.
-func (s *Store) CurrentSnapshot(ctx context.Context) (Snapshot, error) {
+func (s *Store) CurrentSnapshot(ctx context.Context) (viswals.Snapshot, error) {
 	var text string
 	if err := s.pool.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&text); err != nil {
-		return Snapshot{}, classify("current snapshot", err)
+		return viswals.Snapshot{}, classify("current snapshot", err)
 	}
-	snap, err := ParseSnapshot(text)
+	snap, err := parseSnapshot(text)
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("current snapshot: %w", err)
+		return viswals.Snapshot{}, fmt.Errorf("current snapshot: %w", err)
 	}
 	return snap, nil
 }
@@ -142,15 +102,15 @@ func (s *Store) CurrentSnapshot(ctx context.Context) (Snapshot, error) {
 // is committed and none can appear there later, so a page of fewer than
 // limit users means every matching change before the horizon was
 // delivered, and the caller may wait for more (see Listen). Such a caller
-// should then move its position up to HorizonPos(horizon) if that is
-// further: with a filter, changes that do not match are otherwise scanned
+// should then move its position up to viswals.Pos{Xid: horizon} if that
+// is further: with a filter, changes that do not match are otherwise scanned
 // again by every call. An error from fn stops the walk and is returned as
 // it is.
-func (s *Store) Changes(ctx context.Context, f viswals.Filter, after ChangePos, limit int, fn func(ChangePos, viswals.SealedUser) error) (horizon uint64, err error) {
+func (s *Store) Changes(ctx context.Context, f viswals.Filter, after viswals.Pos, limit int, fn func(viswals.Pos, viswals.SealedUser) error) (horizon uint64, err error) {
 	if limit < 1 {
 		return 0, invalidf("changes: limit must be >= 1, got %d", limit)
 	}
-	if err := checkFilter(f); err != nil {
+	if err := f.Validate(); err != nil {
 		return 0, err
 	}
 	// The horizon is read in its own statement and passed to the next one:
@@ -159,7 +119,7 @@ func (s *Store) Changes(ctx context.Context, f viswals.Filter, after ChangePos, 
 	if err := s.pool.QueryRow(ctx, "SELECT pg_snapshot_xmin(pg_current_snapshot())").Scan(&horizon); err != nil {
 		return 0, classify("changes: horizon", err)
 	}
-	names, args := nameConditions(f, []any{after.XID, after.ID, horizon, limit})
+	names, args := nameConditions(f, []any{after.Xid, after.ID, horizon, limit})
 	sql := "SELECT changed_xid, " + userColumns + ` FROM users
 WHERE (changed_xid, id) > ($1::xid8, $2) AND changed_xid < $3::xid8` + names + `
 ORDER BY changed_xid, id LIMIT $4`
@@ -175,7 +135,7 @@ ORDER BY changed_xid, id LIMIT $4`
 		if err := scanUser(rows, &u, &xid); err != nil {
 			return 0, classify("changes", err)
 		}
-		if err := fn(ChangePos{XID: xid, ID: u.ID}, u); err != nil {
+		if err := fn(viswals.Pos{Xid: xid, ID: u.ID}, u); err != nil {
 			return 0, err
 		}
 	}

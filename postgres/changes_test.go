@@ -12,18 +12,18 @@ import (
 )
 
 type change struct {
-	pos postgres.ChangePos
+	pos viswals.Pos
 	u   viswals.SealedUser
 }
 
 // changesFrom reads every available change after pos, limit at a time.
-func changesFrom(t *testing.T, s *postgres.Store, f viswals.Filter, pos postgres.ChangePos, limit int) (got []change, horizon uint64) {
+func changesFrom(t *testing.T, s *postgres.Store, f viswals.Filter, pos viswals.Pos, limit int) (got []change, horizon uint64) {
 	t.Helper()
 	for {
 		n := 0
-		h, err := s.Changes(context.Background(), f, pos, limit, func(p postgres.ChangePos, u viswals.SealedUser) error {
+		h, err := s.Changes(context.Background(), f, pos, limit, func(p viswals.Pos, u viswals.SealedUser) error {
 			require.True(t, pos.Less(p), "position %v not after %v", p, pos)
-			require.Less(t, p.XID, uint64(1)<<62)
+			require.Less(t, p.Xid, uint64(1)<<62)
 			got = append(got, change{p, u})
 			pos = p
 			n++
@@ -49,13 +49,13 @@ func TestChanges_OrderAndHorizon(t *testing.T) {
 	require.Less(t, x1, x2)
 	require.Less(t, x2, x3)
 
-	want := []postgres.ChangePos{{XID: x1, ID: 2}, {XID: x2, ID: 1}, {XID: x3, ID: 5}}
+	want := []viswals.Pos{{Xid: x1, ID: 2}, {Xid: x2, ID: 1}, {Xid: x3, ID: 5}}
 	waitFor(t, func() bool {
-		got, _ := changesFrom(t, s, viswals.Filter{}, postgres.ChangePos{}, 2)
+		got, _ := changesFrom(t, s, viswals.Filter{}, viswals.Pos{}, 2)
 		return len(got) == 3
 	})
 	for _, limit := range []int{1, 2, 10} {
-		got, horizon := changesFrom(t, s, viswals.Filter{}, postgres.ChangePos{}, limit)
+		got, horizon := changesFrom(t, s, viswals.Filter{}, viswals.Pos{}, limit)
 		require.Equal(t, want, positions(got), "limit %d", limit)
 		require.Greater(t, horizon, x3)
 		require.Equal(t, "a2@example.com", emailOf(got[2].u))
@@ -68,10 +68,10 @@ func TestChanges_OrderAndHorizon(t *testing.T) {
 	require.Empty(t, got)
 
 	// Filters apply.
-	got, horizon := changesFrom(t, s, viswals.Filter{FirstName: "ANN"}, postgres.ChangePos{}, 10)
+	got, horizon := changesFrom(t, s, viswals.Filter{FirstName: "ANN"}, viswals.Pos{}, 10)
 	require.Equal(t, want[2:], positions(got))
 	// Everything below the horizon was seen: resuming there skips it all.
-	got, _ = changesFrom(t, s, viswals.Filter{}, postgres.HorizonPos(horizon), 10)
+	got, _ = changesFrom(t, s, viswals.Filter{}, viswals.Pos{Xid: horizon}, 10)
 	require.Empty(t, got)
 
 	// Rewriting the same content does not move a row.
@@ -105,7 +105,7 @@ func TestChanges_LateCommitIsNotSkipped(t *testing.T) {
 	require.False(t, snap.Visible(xidA))
 
 	// While A is open, the reader gets nothing at or past A's id, B included.
-	got, horizon := changesFrom(t, s, viswals.Filter{}, postgres.ChangePos{}, 10)
+	got, horizon := changesFrom(t, s, viswals.Filter{}, viswals.Pos{}, 10)
 	require.Empty(t, got)
 	require.LessOrEqual(t, horizon, xidA)
 
@@ -114,11 +114,11 @@ func TestChanges_LateCommitIsNotSkipped(t *testing.T) {
 	// Now A's change comes first, then B's: nothing skipped.
 	var all []change
 	waitFor(t, func() bool {
-		all, _ = changesFrom(t, s, viswals.Filter{}, postgres.ChangePos{}, 10)
+		all, _ = changesFrom(t, s, viswals.Filter{}, viswals.Pos{}, 10)
 		return len(all) == 2
 	})
 	require.Equal(t, int64(100), all[0].u.ID)
-	require.Equal(t, xidA, all[0].pos.XID)
+	require.Equal(t, xidA, all[0].pos.Xid)
 	require.Equal(t, int64(200), all[1].u.ID)
 }
 
@@ -154,9 +154,9 @@ func TestSnapshotThenLive(t *testing.T) {
 	var live []int64
 	waitFor(t, func() bool {
 		live = nil
-		got, _ := changesFrom(t, s, viswals.Filter{}, snap.Start(), 10)
+		got, _ := changesFrom(t, s, viswals.Filter{}, viswals.Pos{Xid: snap.Xmin}, 10)
 		for _, c := range got {
-			if !snap.Visible(c.pos.XID) {
+			if !snap.Visible(c.pos.Xid) {
 				live = append(live, c.u.ID)
 			}
 		}
@@ -165,20 +165,9 @@ func TestSnapshotThenLive(t *testing.T) {
 	require.Equal(t, []int64{1, 3}, live)
 }
 
-func TestSnapshot_Visible(t *testing.T) {
-	t.Parallel()
-	snap := postgres.Snapshot{Xmin: 10, Xmax: 20, Xip: []uint64{10, 14, 15}}
-	for xid, want := range map[uint64]bool{
-		3: true, 9: true, 10: false, 11: true, 13: true, 14: false, 15: false, 16: true, 19: true, 20: false, 21: false,
-	} {
-		require.Equal(t, want, snap.Visible(xid), "xid %d", xid)
-	}
-	require.Equal(t, postgres.ChangePos{XID: 9, ID: 1<<63 - 1}, snap.Start())
-}
-
 func TestParseSnapshot(t *testing.T) {
 	t.Parallel()
-	for text, want := range map[string]postgres.Snapshot{
+	for text, want := range map[string]viswals.Snapshot{
 		"10:20:10,14,15": {Xmin: 10, Xmax: 20, Xip: []uint64{10, 14, 15}},
 		"10:10:":         {Xmin: 10, Xmax: 10},
 		"742:745:742":    {Xmin: 742, Xmax: 745, Xip: []uint64{742}},
@@ -186,7 +175,7 @@ func TestParseSnapshot(t *testing.T) {
 		got, err := postgres.ParseSnapshot(text)
 		require.NoError(t, err, text)
 		require.Equal(t, want, got)
-		require.Equal(t, text, got.String())
+		require.Equal(t, text, postgres.SnapshotText(got))
 	}
 	for _, bad := range []string{"", "1:2", "a:b:", "0:1:", "20:10:", "10:20:9", "10:20:20", "10:20:15,14", "10:20:14,14", "10:20:,", "1:2:3:4", "-1:2:"} {
 		_, err := postgres.ParseSnapshot(bad)
@@ -203,12 +192,12 @@ func TestCurrentSnapshot_RoundTrip(t *testing.T) {
 	require.LessOrEqual(t, snap.Xmin, snap.Xmax)
 	// Postgres accepts the text form back.
 	var text string
-	require.NoError(t, conn.QueryRow(context.Background(), "SELECT $1::text::pg_snapshot::text", snap.String()).Scan(&text))
-	require.Equal(t, snap.String(), text)
+	require.NoError(t, conn.QueryRow(context.Background(), "SELECT $1::text::pg_snapshot::text", postgres.SnapshotText(snap)).Scan(&text))
+	require.Equal(t, postgres.SnapshotText(snap), text)
 }
 
-func positions(cs []change) []postgres.ChangePos {
-	var out []postgres.ChangePos
+func positions(cs []change) []viswals.Pos {
+	var out []viswals.Pos
 	for _, c := range cs {
 		out = append(out, c.pos)
 	}
@@ -239,13 +228,13 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-// A snapshot that did not come from ParseSnapshot (say, decoded from a
+// A snapshot that did not come from Postgres (say, decoded from a
 // client's cursor by other means) and that Postgres cannot read is refused
 // as invalid input.
 func TestListVisible_BadSnapshotIsInvalid(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)
-	bad := postgres.Snapshot{Xmin: 20, Xmax: 10}
+	bad := viswals.Snapshot{Xmin: 20, Xmax: 10}
 	err := s.ListVisible(context.Background(), viswals.Filter{}, 0, 10, bad, func(viswals.SealedUser) error { return nil })
 	require.Equal(t, viswals.EINVALID, viswals.ErrorCode(err), "%v", err)
 }

@@ -31,7 +31,7 @@ func TestErrors_Unreachable(t *testing.T) {
 	require.Equal(t, viswals.EUNAVAILABLE, viswals.ErrorCode(err))
 	err = s.List(ctx, viswals.Filter{}, 0, 10, func(viswals.SealedUser) error { return nil })
 	require.Equal(t, viswals.EUNAVAILABLE, viswals.ErrorCode(err))
-	_, err = s.Changes(ctx, viswals.Filter{}, postgres.ChangePos{}, 10, nil)
+	_, err = s.Changes(ctx, viswals.Filter{}, viswals.Pos{}, 10, nil)
 	require.Equal(t, viswals.EUNAVAILABLE, viswals.ErrorCode(err))
 	require.Equal(t, viswals.EUNAVAILABLE, viswals.ErrorCode(postgres.Migrate(ctx, "postgres://postgres@127.0.0.1:1/x?sslmode=disable")))
 }

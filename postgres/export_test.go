@@ -18,3 +18,8 @@ func (s *Store) ShowSetting(ctx context.Context, name string) (string, error) {
 	err := s.pool.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v)
 	return v, err
 }
+
+var (
+	ParseSnapshot = parseSnapshot
+	SnapshotText  = snapshotText
+)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -65,16 +63,17 @@ func (s *Store) List(ctx context.Context, f viswals.Filter, afterID int64, limit
 // ListVisible is List restricted to the users whose last content change
 // is visible in snap: the snapshot phase of a changefeed stream opened at
 // snap. The others changed after snap was taken (or were in flight), and
-// the live phase, reading Changes from snap.Start(), delivers them.
-func (s *Store) ListVisible(ctx context.Context, f viswals.Filter, afterID int64, limit int, snap Snapshot, fn func(viswals.SealedUser) error) error {
+// the live phase, reading Changes from viswals.Pos{Xid: snap.Xmin},
+// delivers them.
+func (s *Store) ListVisible(ctx context.Context, f viswals.Filter, afterID int64, limit int, snap viswals.Snapshot, fn func(viswals.SealedUser) error) error {
 	return s.list(ctx, f, afterID, limit, &snap, fn)
 }
 
-func (s *Store) list(ctx context.Context, f viswals.Filter, afterID int64, limit int, snap *Snapshot, fn func(viswals.SealedUser) error) error {
+func (s *Store) list(ctx context.Context, f viswals.Filter, afterID int64, limit int, snap *viswals.Snapshot, fn func(viswals.SealedUser) error) error {
 	if limit < 1 {
 		return invalidf("list users: limit must be >= 1, got %d", limit)
 	}
-	if err := checkFilter(f); err != nil {
+	if err := f.Validate(); err != nil {
 		return err
 	}
 	sql, args := listQuery(f, afterID, limit, snap)
@@ -95,21 +94,10 @@ func (s *Store) list(ctx context.Context, f viswals.Filter, afterID int64, limit
 	return classify("list users", rows.Err())
 }
 
-// checkFilter refuses prefixes Postgres cannot compare: strings.ToLower
-// would silently turn invalid UTF-8 into U+FFFD, and text cannot hold NUL.
-func checkFilter(f viswals.Filter) error {
-	for _, p := range []struct{ name, value string }{{"first_name", f.FirstName}, {"last_name", f.LastName}} {
-		if !utf8.ValidString(p.value) || strings.IndexByte(p.value, 0) >= 0 {
-			return invalidf("%s filter must be UTF-8 text without NUL bytes", p.name)
-		}
-	}
-	return nil
-}
-
 // listQuery builds the page query from fixed fragments; the values are
 // always parameters.
 //
-// A name filter is a prefix match (^@) on the lower-cased column, which
+// A name filter is a prefix match (^@) on the folded column (viswals.Fold), which
 // Postgres 15 turns into a range scan of the COLLATE "C" btree index when
 // the prefix is known at planning time (hence plan_cache_mode =
 // force_custom_plan). With a filter the ids of the page are found first,
@@ -117,11 +105,11 @@ func checkFilter(f viswals.Filter) error {
 // (an index-only scan of (name_lc, id), then a top-N sort) and a common
 // prefix from the primary key in id order; only the page's rows are then
 // read from the table. PLANS.md shows the plans on 10M rows.
-func listQuery(f viswals.Filter, afterID int64, limit int, snap *Snapshot) (string, []any) {
+func listQuery(f viswals.Filter, afterID int64, limit int, snap *viswals.Snapshot) (string, []any) {
 	names, args := nameConditions(f, []any{afterID, limit})
 	where := "id > $1" + names
 	if snap != nil {
-		args = append(args, snap.String())
+		args = append(args, snapshotText(*snap))
 		where += fmt.Sprintf(" AND pg_visible_in_snapshot(changed_xid, $%d::text::pg_snapshot)", len(args))
 	}
 	if names == "" {
@@ -132,8 +120,7 @@ func listQuery(f viswals.Filter, afterID int64, limit int, snap *Snapshot) (stri
 }
 
 // nameConditions returns the conditions (" AND ...") for the name filters
-// of f, and args with the lower-cased prefixes appended as their
-// parameters. A prefix match with ^@ has no wildcards: every character is
+// of f, and args with the folded prefixes appended as their parameters. A prefix match with ^@ has no wildcards: every character is
 // literal.
 func nameConditions(f viswals.Filter, args []any) (string, []any) {
 	var conds string
@@ -142,7 +129,7 @@ func nameConditions(f viswals.Filter, args []any) (string, []any) {
 		{"last_name_lc", f.LastName},
 	} {
 		if c.prefix != "" {
-			args = append(args, strings.ToLower(c.prefix))
+			args = append(args, viswals.Fold(c.prefix))
 			conds += fmt.Sprintf(" AND %s ^@ $%d", c.column, len(args))
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -271,7 +270,7 @@ func toColumns(batch []viswals.SealedUser) columns {
 	for i, u := range batch {
 		c.id[i], c.load[i], c.line[i] = u.ID, u.Version.Load, u.Version.Line
 		c.firstName[i], c.lastName[i] = u.FirstName, u.LastName
-		c.firstNameLC[i], c.lastNameLC[i] = strings.ToLower(u.FirstName), strings.ToLower(u.LastName)
+		c.firstNameLC[i], c.lastNameLC[i] = viswals.Fold(u.FirstName), viswals.Fold(u.LastName)
 		c.email[i], c.hash[i] = u.EmailSealed, u.EmailHash
 		c.created[i], c.deleted[i], c.merged[i], c.parent[i] = u.CreatedAt, u.DeletedAt, u.MergedAt, u.ParentUserID
 	}
@@ -299,7 +298,7 @@ func (r *copyRows) Next() bool {
 
 func (r *copyRows) Values() ([]any, error) {
 	u := &r.batch[r.next-1]
-	r.firstLC, r.lastLC = strings.ToLower(u.FirstName), strings.ToLower(u.LastName)
+	r.firstLC, r.lastLC = viswals.Fold(u.FirstName), viswals.Fold(u.LastName)
 	// In insertColumns order; the nullable columns are already pointers.
 	r.row = append(r.row[:0], &u.ID, &u.FirstName, &u.LastName, &r.firstLC, &r.lastLC,
 		&u.EmailSealed, &u.EmailHash, &u.CreatedAt, u.DeletedAt, u.MergedAt, u.ParentUserID,

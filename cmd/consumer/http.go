@@ -11,7 +11,6 @@ import (
 	"github.com/viswals/viswals/config"
 	"github.com/viswals/viswals/emailcrypt"
 	"github.com/viswals/viswals/httpapi"
-	"github.com/viswals/viswals/httpapi/pgfeed"
 	"github.com/viswals/viswals/postgres"
 	"github.com/viswals/viswals/rabbitmq"
 	"github.com/viswals/viswals/rediscache"
@@ -40,7 +39,7 @@ func newAPI(cfg config.Consumer, logger *slog.Logger, reg *prometheus.Registry, 
 	}, httpapi.Deps{
 		Users: usercache.NewStore(d.store, d.cache, d.keyring, usercache.Options{Logger: logger, Metrics: usercache.NewMetrics(reg)}),
 		Keys:  d.keyring,
-		Feed:  pgfeed.New(d.store),
+		Feed:  d.store,
 		Checks: map[string]httpapi.Check{
 			"postgres": d.store.Ping,
 			"redis":    d.cache.Ping,

@@ -157,15 +157,15 @@ type noFeed struct{}
 
 var errNoFeed = viswals.Errorf(viswals.EUNAVAILABLE, "apibench has no changefeed")
 
-func (noFeed) CurrentSnapshot(context.Context) (httpapi.Snapshot, error) {
-	return httpapi.Snapshot{}, errNoFeed
+func (noFeed) CurrentSnapshot(context.Context) (viswals.Snapshot, error) {
+	return viswals.Snapshot{}, errNoFeed
 }
 
-func (noFeed) ListVisible(context.Context, viswals.Filter, int64, int, httpapi.Snapshot, func(viswals.SealedUser) error) error {
+func (noFeed) ListVisible(context.Context, viswals.Filter, int64, int, viswals.Snapshot, func(viswals.SealedUser) error) error {
 	return errNoFeed
 }
 
-func (noFeed) Changes(context.Context, viswals.Filter, httpapi.Pos, int, func(httpapi.Pos, viswals.SealedUser) error) (uint64, error) {
+func (noFeed) Changes(context.Context, viswals.Filter, viswals.Pos, int, func(viswals.Pos, viswals.SealedUser) error) (uint64, error) {
 	return 0, errNoFeed
 }
 
