@@ -5,11 +5,8 @@ package usercache
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"maps"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +20,7 @@ import (
 	"github.com/viswals/viswals/postgres"
 	"github.com/viswals/viswals/postgres/pgtest"
 	"github.com/viswals/viswals/rediscache"
+	"github.com/viswals/viswals/rediscache/redistest"
 )
 
 // realEnv is a fresh database with users written as the consumer writes
@@ -34,9 +32,6 @@ type realEnv struct {
 
 func newRealEnv(t *testing.T, users ...viswals.User) *realEnv {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs Postgres and Redis")
-	}
 	ctx := context.Background()
 	pg, err := postgres.Open(ctx, pgtest.NewDatabase(t), postgres.PoolConfig{MaxConns: 4})
 	if err != nil {
@@ -57,38 +52,6 @@ func newRealEnv(t *testing.T, users ...viswals.User) *realEnv {
 		t.Fatal(err)
 	}
 	return &realEnv{pg: pg, keys: keys}
-}
-
-// redisClient connects to REDIS_URL (default the local Redis) and returns
-// a key prefix of the test's own, removed when the test ends.
-func redisClient(t *testing.T) (*redis.Client, string) {
-	t.Helper()
-	u := os.Getenv("REDIS_URL")
-	if u == "" {
-		u = "redis://127.0.0.1:6379/0"
-	}
-	opts, err := redis.ParseURL(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		t.Fatalf("Redis must be running at %s: %v", u, err)
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	prefix := "test:usercache:" + hex.EncodeToString(b[:]) + ":users:"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		keys, _ := rdb.Keys(ctx, prefix+"*").Result()
-		if len(keys) > 0 {
-			rdb.Del(ctx, keys...)
-		}
-		rdb.Close()
-	})
-	return rdb, prefix
 }
 
 func realUser(id int64) viswals.User {
@@ -112,7 +75,8 @@ func TestRealStoresGet(t *testing.T) {
 		users = append(users, realUser(id))
 	}
 	e := newRealEnv(t, users...)
-	rdb, prefix := redisClient(t)
+	rdb := redistest.Client(t)
+	prefix := redistest.Prefix(t, rdb)
 	reg := prometheus.NewRegistry()
 	s := NewStore(e.pg, rediscache.New(rdb, rediscache.Options{Prefix: prefix, TTL: time.Hour}), e.keys,
 		Options{Metrics: NewMetrics(reg)})
