@@ -12,6 +12,13 @@ const (
 	ENOTFOUND    = "not_found"   // the thing asked for does not exist
 	EUNAVAILABLE = "unavailable" // a dependency is down; retrying may help
 	EINTERNAL    = "internal"    // a bug or an unexpected failure
+
+	// EUNAUTHENTICATED: no credentials, or credentials that are malformed,
+	// unknown, revoked or expired. The caller may try again with others.
+	EUNAUTHENTICATED = "unauthenticated"
+	// EFORBIDDEN: the caller is known, but its role does not allow what
+	// it asked for. Other credentials of the same role will not help.
+	EFORBIDDEN = "forbidden"
 )
 
 // Error is a domain error: a code for programs and a message for people.
