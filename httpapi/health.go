@@ -2,10 +2,12 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,10 +20,30 @@ type Check func(ctx context.Context) error
 
 // handleHealthz is liveness: the process serves HTTP.
 func handleHealthz() http.Handler {
-	body := []byte(`{"status":"success","data":"ok"}` + "\n")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSONBytes(w, http.StatusOK, body)
+		writeJSON(w, http.StatusOK, healthReply{Status: "success", Data: "ok"})
 	})
+}
+
+// healthReply is the envelope of /healthz and /readyz. These are cold
+// paths, so they go through encoding/json rather than the hand-written
+// encoders of the user replies; Data is a string or a map of check results
+// (encoding/json writes map keys sorted).
+type healthReply struct {
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+	Data   any    `json:"data"`
+}
+
+// writeJSON writes v encoded by encoding/json, with the newline the other
+// replies end with.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeErrorStatus(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	writeJSONBytes(w, status, append(b, '\n'))
 }
 
 // handleReadyz is readiness: every dependency answers within timeout. The
@@ -56,39 +78,20 @@ func handleReadyz(checks map[string]Check, timeout time.Duration, log *slog.Logg
 		}
 		wg.Wait()
 
-		ok := true
-		b := []byte(`{"status":"success","data":{`)
+		report := make(map[string]string, len(names))
 		var failed []string
 		for i, name := range names {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, name)
-			b = append(b, ':')
-			b = appendJSONString(b, results[i])
+			report[name] = results[i]
 			if results[i] != "ok" {
-				ok = false
-				failed = append(failed, name)
+				failed = append(failed, name+" "+results[i])
 			}
 		}
-		b = append(b, "}}\n"...)
-		if ok {
-			writeJSONBytes(w, http.StatusOK, b)
+		if len(failed) == 0 {
+			writeJSON(w, http.StatusOK, healthReply{Status: "success", Data: report})
 			return
 		}
 		// The error envelope, with the per-check report kept under data.
-		msg := "not ready: "
-		for i, name := range failed {
-			if i > 0 {
-				msg += ", "
-			}
-			msg += name + " " + results[slices.Index(names, name)]
-		}
-		e := []byte(`{"status":"error","error":`)
-		e = appendJSONString(e, msg)
-		e = append(e, `,"data":`...)
-		e = append(e, b[len(`{"status":"success","data":`):]...)
-		writeJSONBytes(w, http.StatusServiceUnavailable, e)
+		writeJSON(w, http.StatusServiceUnavailable, healthReply{Status: "error", Error: "not ready: " + strings.Join(failed, ", "), Data: report})
 	})
 }
 
