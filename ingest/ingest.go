@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/breaker"
 )
 
 // Store is the system of record.
@@ -50,6 +51,9 @@ type Sealer interface {
 type Options struct {
 	// CacheTimeout bounds one cache write, so a dead Redis costs little.
 	CacheTimeout time.Duration
+	// CacheCooldown is how long cache writes are skipped after one failed
+	// (and how often the cache is probed while it stays away).
+	CacheCooldown time.Duration
 	// RetryMin and RetryMax bound the backoff while the store is unavailable.
 	RetryMin, RetryMax time.Duration
 	Logger             *slog.Logger
@@ -64,7 +68,7 @@ type Ingester struct {
 	opts   Options
 	// cacheBreaker skips cache writes for a while after one failed, so an
 	// unreachable Redis does not add a timeout to every batch.
-	cacheBreaker breaker
+	cacheBreaker breaker.Breaker
 	// stale holds the users whose cache writes failed or were skipped.
 	stale staleSet
 }
@@ -73,6 +77,9 @@ type Ingester struct {
 func New(store Store, cache Cache, sealer Sealer, opts Options) *Ingester {
 	if opts.CacheTimeout == 0 {
 		opts.CacheTimeout = 2 * time.Second
+	}
+	if opts.CacheCooldown == 0 {
+		opts.CacheCooldown = 5 * time.Second
 	}
 	if opts.RetryMin == 0 {
 		opts.RetryMin = 100 * time.Millisecond
@@ -86,7 +93,7 @@ func New(store Store, cache Cache, sealer Sealer, opts Options) *Ingester {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(nil)
 	}
-	return &Ingester{store: store, cache: cache, sealer: sealer, opts: opts, cacheBreaker: breaker{cooldown: 5 * time.Second}}
+	return &Ingester{store: store, cache: cache, sealer: sealer, opts: opts}
 }
 
 // Ingest validates, seals and stores recs and returns the records it
@@ -173,7 +180,7 @@ func (in *Ingester) refreshCache(ctx context.Context, ids []int64) {
 	if len(ids) == 0 {
 		return
 	}
-	if !in.cacheBreaker.allow() {
+	if !in.cacheBreaker.Allow() {
 		in.stale.addIDs(ids)
 		in.drainStaleLater()
 		return
@@ -192,19 +199,19 @@ func (in *Ingester) refreshCache(ctx context.Context, ids []int64) {
 	if err != nil {
 		in.stale.addIDs(ids)
 		in.drainStaleLater()
-		in.cacheBreaker.fail()
+		in.cacheBreaker.Trip(in.opts.CacheCooldown)
 		in.opts.Logger.Warn("cache refresh failed; continuing without cache", "users", len(ids), "err", err)
 		in.opts.Metrics.CacheErrors.Inc()
 		return
 	}
-	in.cacheBreaker.succeed()
+	in.cacheBreaker.Reset()
 }
 
 // putCache writes to Redis after the commit (with PutNew when the users
 // were inserted). A failure is logged and the breaker opens: reads fall
 // back to Postgres and refill the cache.
 func (in *Ingester) putCache(ctx context.Context, users []viswals.SealedUser, inserted bool) {
-	if !in.cacheBreaker.allow() {
+	if !in.cacheBreaker.Allow() {
 		in.stale.addUsers(users)
 		in.drainStaleLater()
 		return
@@ -227,12 +234,12 @@ func (in *Ingester) putCache(ctx context.Context, users []viswals.SealedUser, in
 		// outliving a newer write that was skipped.
 		in.stale.addUsers(users)
 		in.drainStaleLater()
-		in.cacheBreaker.fail()
+		in.cacheBreaker.Trip(in.opts.CacheCooldown)
 		in.opts.Logger.Warn("cache write failed; continuing without cache", "users", len(users), "err", err)
 		in.opts.Metrics.CacheErrors.Inc()
 		return
 	}
-	in.cacheBreaker.succeed()
+	in.cacheBreaker.Reset()
 }
 
 // upsertResult is what upsert did with a batch.

@@ -22,13 +22,17 @@ type fakeStore struct {
 	poison   int64 // a batch holding this id fails with EINVALID
 	calls    int
 	upserted []int64
-	inserted bool // what UpsertBatch reports
+	inserted bool        // what UpsertBatch reports
+	onCall   func(n int) // called with the number of calls so far
 }
 
 func (s *fakeStore) UpsertBatch(_ context.Context, users []viswals.SealedUser) ([]viswals.SealedUser, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
+	if s.onCall != nil {
+		s.onCall(s.calls)
+	}
 	if s.fails > 0 {
 		s.fails--
 		return nil, false, viswals.Errorf(viswals.EUNAVAILABLE, "postgres down")
@@ -152,21 +156,13 @@ func TestIngestCachesInsertedUsersWithPutNew(t *testing.T) {
 
 func TestIngestStopsRetryingWhenCancelled(t *testing.T) {
 	t.Parallel()
-	store := &fakeStore{fails: 1 << 30}
-	in := New(store, nil, fakeSealer{}, fastOptions())
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		for {
-			store.mu.Lock()
-			calls := store.calls
-			store.mu.Unlock()
-			if calls >= 3 {
-				cancel()
-				return
-			}
-			time.Sleep(time.Millisecond)
+	store := &fakeStore{fails: 1 << 30, onCall: func(n int) {
+		if n == 3 {
+			cancel()
 		}
-	}()
+	}}
+	in := New(store, nil, fakeSealer{}, fastOptions())
 	_, err := in.Ingest(ctx, []viswals.Record{rec(1, "a@b")}, false)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, context.Canceled)

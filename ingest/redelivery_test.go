@@ -223,8 +223,9 @@ func TestCacheOutageDropsMissedEntriesOnRecovery(t *testing.T) {
 	t.Parallel()
 	store := newVersionedStore()
 	cache := &deletingCache{fakeCache: fakeCache{err: errors.New("redis down")}}
-	in := New(store, cache, fakeSealer{}, fastOptions())
-	in.cacheBreaker.cooldown = time.Hour
+	opts := fastOptions()
+	opts.CacheCooldown = time.Hour
+	in := New(store, cache, fakeSealer{}, opts)
 	ingest := func(ids ...int64) {
 		t.Helper()
 		var recs []viswals.Record
@@ -242,7 +243,7 @@ func TestCacheOutageDropsMissedEntriesOnRecovery(t *testing.T) {
 	cache.mu.Lock()
 	cache.err = nil
 	cache.mu.Unlock()
-	in.cacheBreaker.succeed() // as after the cooldown
+	in.cacheBreaker.Reset() // as after the cooldown
 	ingest(4)
 	slices.Sort(cache.deleted)
 	assert.Equal(t, []int64{1, 2, 3}, cache.deleted)
@@ -264,8 +265,9 @@ func TestCacheOutageDropsMissedEntriesWithoutFurtherWrites(t *testing.T) {
 	t.Parallel()
 	store := newVersionedStore()
 	cache := &deletingCache{fakeCache: fakeCache{err: errors.New("redis down")}}
-	in := New(store, cache, fakeSealer{}, fastOptions())
-	in.cacheBreaker.cooldown = time.Millisecond
+	opts := fastOptions()
+	opts.CacheCooldown = time.Millisecond
+	in := New(store, cache, fakeSealer{}, opts)
 	_, err := in.Ingest(context.Background(), []viswals.Record{rec(1, "a@b"), rec(2, "c@d")}, false)
 	require.NoError(t, err)
 

@@ -137,18 +137,18 @@ func (in *Ingester) drainStaleLater() {
 }
 
 func (in *Ingester) drainStale() {
-	t := time.NewTimer(in.cacheBreaker.cooldown)
+	t := time.NewTimer(in.opts.CacheCooldown)
 	defer t.Stop()
 	for !in.stale.empty() {
 		<-t.C
-		if in.cacheBreaker.allow() {
+		if in.cacheBreaker.Allow() {
 			if err := in.dropStale(context.Background()); err != nil {
-				in.cacheBreaker.fail()
+				in.cacheBreaker.Trip(in.opts.CacheCooldown)
 				in.opts.Logger.Warn("cache still unreachable; will drop the entries it missed later", "err", err)
 			} else {
-				in.cacheBreaker.succeed()
+				in.cacheBreaker.Reset()
 			}
 		}
-		t.Reset(in.cacheBreaker.cooldown)
+		t.Reset(in.opts.CacheCooldown)
 	}
 }
