@@ -27,9 +27,14 @@ import (
 // DefaultKeyID is the id New gives its single key.
 const DefaultKeyID = "v1"
 
-// hashInfo separates the hash subkey from the encryption key: the same
-// secret never serves two purposes.
-const hashInfo = "viswals email hash v1"
+// The subkeys derived from the primary key, one per purpose, so that the
+// same secret never serves two purposes and no second secret needs
+// configuring. The cursor key's label predates this package deriving it;
+// it is kept so that cursors handed out earlier stay valid.
+const (
+	hashInfo   = "viswals email hash v1"
+	cursorInfo = "viswals httpapi cursor v1"
+)
 
 // maxKeyIDLen bounds key ids; they are repeated in every sealed email.
 const maxKeyIDLen = 16
@@ -46,9 +51,10 @@ var ErrDecrypt = errors.New("emailcrypt: cannot decrypt email")
 // Keyring encrypts with its primary key and decrypts with any of its keys.
 // It is safe for concurrent use.
 type Keyring struct {
-	primary string
-	keys    map[string]key
-	hashes  sync.Pool // of hash.Hash keyed with the hash subkey
+	primary   string
+	keys      map[string]key
+	hashes    sync.Pool // of hash.Hash keyed with the hash subkey
+	cursorKey []byte
 }
 
 // key is one key of the ring, prepared once: AES key expansion is costly,
@@ -90,13 +96,27 @@ func NewKeyring(primaryID string, keys map[string][]byte) (*Keyring, error) {
 		}
 		k.keys[id] = key{aead: aead, aad: []byte(id)}
 	}
-	hashKey, err := hkdf.Key(sha256.New, keys[primaryID], nil, hashInfo, sha256.Size)
+	hashKey, err := subkey(keys[primaryID], hashInfo)
 	if err != nil {
 		return nil, fmt.Errorf("emailcrypt: derive hash key: %w", err)
 	}
 	k.hashes.New = func() any { return hmac.New(sha256.New, hashKey) }
+	if k.cursorKey, err = subkey(keys[primaryID], cursorInfo); err != nil {
+		return nil, fmt.Errorf("emailcrypt: derive cursor key: %w", err)
+	}
 	return k, nil
 }
+
+// subkey derives the key for one purpose from secret.
+func subkey(secret []byte, info string) ([]byte, error) {
+	return hkdf.Key(sha256.New, secret, nil, info, sha256.Size)
+}
+
+// CursorKey returns the key that signs the cursors and stream resume ids
+// handed to API clients. It is derived from the primary key, so every
+// process with the same keys signs alike, and a cursor reveals nothing
+// about the key.
+func (k *Keyring) CursorKey() []byte { return k.cursorKey }
 
 func validKeyID(id string) bool {
 	if id == "" || len(id) > maxKeyIDLen {

@@ -2,6 +2,8 @@ package emailcrypt
 
 import (
 	"bytes"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"errors"
 	"strings"
 	"testing"
@@ -340,4 +342,28 @@ func BenchmarkSeal(b *testing.B) {
 		}
 		sink = s.EmailSealed
 	}
+}
+
+// The cursor key is the one cursors were signed with before the keyring
+// derived it (HKDF-SHA256 of the key, label "viswals httpapi cursor v1"),
+// so cursors handed out then still open; it differs per key and from
+// every other subkey.
+func TestCursorKey(t *testing.T) {
+	t.Parallel()
+	k := newRing(t)
+	want, err := hkdf.Key(sha256.New, testKey, nil, "viswals httpapi cursor v1", 32)
+	require.NoError(t, err)
+	assert.Equal(t, want, k.CursorKey())
+
+	hashKey, err := subkey(testKey, hashInfo)
+	require.NoError(t, err)
+	assert.NotEqual(t, hashKey, k.CursorKey())
+	assert.NotEqual(t, testKey, k.CursorKey())
+
+	other, err := New(otherKey())
+	require.NoError(t, err)
+	assert.NotEqual(t, k.CursorKey(), other.CursorKey())
+	rotated, err := NewKeyring("v2", map[string][]byte{"v1": otherKey(), "v2": testKey})
+	require.NoError(t, err)
+	assert.Equal(t, k.CursorKey(), rotated.CursorKey(), "derived from the primary key")
 }

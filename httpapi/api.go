@@ -1,19 +1,20 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/viswals/viswals/changefeed"
 )
 
 // Config holds the API's settings.
 type Config struct {
-	// CursorKey signs cursors and SSE event ids; at least 32 bytes. Derive
-	// it with DeriveCursorKey so every API process shares it.
+	// CursorKey signs cursors and SSE event ids; at least 32 bytes. Take
+	// it from emailcrypt's Keyring.CursorKey so every API process shares it.
 	CursorKey []byte
 	// Registry receives the API's metrics and is served on /metrics.
 	Registry *prometheus.Registry
@@ -22,7 +23,6 @@ type Config struct {
 	// ReadyTimeout bounds each readiness check (default 1s).
 	ReadyTimeout time.Duration
 	SSE          SSEOptions
-	Hub          HubOptions
 }
 
 // Deps are what the API reads from; Users, Keys and Feed are required.
@@ -30,20 +30,19 @@ type Deps struct {
 	Users UserReader
 	// Keys open the emails of the changefeed's users.
 	Keys Opener
-	Feed Feed
+	// Feed serves GET /users/sse; its owner runs it (Hub.Run).
+	Feed *changefeed.Hub
 	// Checks are the readiness checks by name, e.g. "postgres", "redis",
 	// "rabbitmq".
 	Checks map[string]Check
 }
 
-// API is the HTTP API: an http.Handler, plus the hub that feeds live SSE
-// streams, which Run drives.
+// API is the HTTP API, an http.Handler.
 type API struct {
 	cfg     Config
 	deps    Deps
 	log     *slog.Logger
 	metrics *metrics
-	hub     *hub
 	handler http.Handler
 }
 
@@ -70,18 +69,9 @@ func New(cfg Config, deps Deps) (*API, error) {
 		return nil, err
 	}
 	a := &API{cfg: cfg, deps: deps, log: cfg.Logger, metrics: m}
-	a.hub = newHub(deps.Feed, a.log, m, cfg.Hub)
 	a.handler = a.newRouter()
 	return a, nil
 }
 
 // ServeHTTP serves the API.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }
-
-// Run feeds live SSE streams from the changefeed until ctx ends, and
-// returns when its goroutines have. Without Run, streams send their
-// snapshot but no live changes.
-func (a *API) Run(ctx context.Context) error {
-	a.hub.run(ctx)
-	return nil
-}

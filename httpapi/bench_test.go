@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/changefeed"
 	"github.com/viswals/viswals/emailcrypt"
 	"github.com/viswals/viswals/usercache"
 )
@@ -52,7 +53,7 @@ func benchAPI(b *testing.B, users int) (*API, *memDB) {
 	reg, log := prometheus.NewRegistry(), slog.New(slog.NewJSONHandler(io.Discard, nil))
 	reader := usercache.NewStore(db, cache, keys, usercache.Options{Logger: log, Metrics: usercache.NewMetrics(reg)})
 	api, err := New(Config{CursorKey: testKey, Registry: reg, Logger: log},
-		Deps{Users: reader, Keys: keys, Feed: db})
+		Deps{Users: reader, Keys: keys, Feed: changefeed.New(db, changefeed.Options{})})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -138,7 +139,7 @@ func BenchmarkListUsers(b *testing.B) {
 	})
 	api, err := New(Config{CursorKey: testKey, Registry: prometheus.NewRegistry(),
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))},
-		Deps{Users: usercache.NewStore(store, nil, api.deps.Keys, usercache.Options{}), Keys: api.deps.Keys, Feed: db})
+		Deps{Users: usercache.NewStore(store, nil, api.deps.Keys, usercache.Options{}), Keys: api.deps.Keys, Feed: api.deps.Feed})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -161,15 +162,5 @@ func BenchmarkAppendUser(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = appendUser(buf[:0], &u)
-	}
-}
-
-func BenchmarkCursor(b *testing.B) {
-	cc := newCodec(testKey, viswals.Filter{})
-	c := cursor{kind: kindLive, pos: viswals.Pos{Xid: 123456, ID: 987654}}
-	buf := make([]byte, 0, 128)
-	b.ReportAllocs()
-	for b.Loop() {
-		buf = cc.appendCursor(buf[:0], c)
 	}
 }

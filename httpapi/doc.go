@@ -8,20 +8,20 @@
 // cmd/consumer wires the concrete types in:
 //
 //	users := usercache.NewStore(store, cache, keyring, usercache.Options{...})
-//	cursorKey, err := httpapi.DeriveCursorKey(encryptionKey)
+//	feed := changefeed.New(store, changefeed.Options{...})
 //	api, err := httpapi.New(httpapi.Config{
-//		CursorKey: cursorKey,
+//		CursorKey: keyring.CursorKey(),
 //		Registry:  registry, // also served on /metrics
 //		Logger:    logger,
 //	}, httpapi.Deps{
 //		Users: users,              // *usercache.Store: Postgres, Redis in front
 //		Keys:  keyring,            // *emailcrypt.Keyring
-//		Feed:  store,              // *postgres.Store: the changefeed
+//		Feed:  feed,               // *changefeed.Hub over *postgres.Store
 //		Checks: map[string]httpapi.Check{
 //			"postgres": store.Ping, "redis": cache.Ping, "rabbitmq": broker.Ping,
 //		},
 //	})
-//	go api.Run(ctx) // feeds live SSE streams until ctx ends
+//	go feed.Run(ctx) // feeds live SSE streams until ctx ends
 //	srv := httpapi.NewServer(":8080", api)
 //
 // Errors from the stores carry viswals error codes; errorStatus (respond.go)

@@ -14,14 +14,17 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/viswals/viswals/changefeed"
 )
 
 var testKey = bytes.Repeat([]byte("k"), 32)
 
 // testEnv is an API over in-memory fakes, served by an httptest server,
-// with its hub running.
+// with its changefeed hub running.
 type testEnv struct {
 	db   *memDB
+	feed *changefeed.Hub
 	api  *API
 	srv  *httptest.Server
 	reg  *prometheus.Registry
@@ -30,22 +33,34 @@ type testEnv struct {
 	stop func()
 }
 
-type envOption func(*Config, *Deps)
+// envSettings are what an envOption may change before the API is built.
+type envSettings struct {
+	cfg  Config
+	deps Deps // Feed is built from feed
+	feed changefeed.Options
+}
+
+type envOption func(*envSettings)
 
 func newEnv(t testing.TB, opts ...envOption) *testEnv {
 	t.Helper()
 	e := &testEnv{db: newMemDB(), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
-	cfg := Config{
-		CursorKey: testKey, Registry: e.reg,
-		Logger: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		SSE:    SSEOptions{Heartbeat: time.Minute},
-		Hub:    HubOptions{MinInterval: time.Millisecond, Poll: 50 * time.Millisecond},
+	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s := envSettings{
+		cfg: Config{
+			CursorKey: testKey, Registry: e.reg, Logger: logger,
+			SSE: SSEOptions{Heartbeat: time.Minute},
+		},
+		deps: Deps{Users: memUsers{e.db}, Keys: fakeKeys{}},
+		feed: changefeed.Options{MinInterval: time.Millisecond, Poll: 50 * time.Millisecond,
+			Logger: logger, Metrics: changefeed.NewMetrics(e.reg)},
 	}
-	deps := Deps{Users: memUsers{e.db}, Keys: fakeKeys{}, Feed: e.db}
 	for _, o := range opts {
-		o(&cfg, &deps)
+		o(&s)
 	}
-	api, err := New(cfg, deps)
+	e.feed = changefeed.New(e.db, s.feed)
+	s.deps.Feed = e.feed
+	api, err := New(s.cfg, s.deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +68,7 @@ func newEnv(t testing.TB, opts ...envOption) *testEnv {
 	e.srv = httptest.NewServer(api)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { api.Run(ctx) })
+	wg.Go(func() { e.feed.Run(ctx) })
 	var once sync.Once
 	e.stop = func() {
 		once.Do(func() {

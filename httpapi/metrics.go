@@ -10,8 +10,6 @@ type metrics struct {
 	requests       *prometheus.HistogramVec
 	sseSubscribers prometheus.Gauge
 	sseEvents      prometheus.Counter
-	hubChanges     prometheus.Counter
-	hubErrors      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -31,16 +29,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "viswals_sse_events_total",
 			Help: "User events sent on SSE streams.",
 		}),
-		hubChanges: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "viswals_sse_hub_changes_total",
-			Help: "Changes the SSE hub read from the Postgres changefeed.",
-		}),
-		hubErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "viswals_sse_hub_errors_total",
-			Help: "Failed changefeed reads or listens of the SSE hub (it retries).",
-		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.sseSubscribers, m.sseEvents, m.hubChanges, m.hubErrors} {
+	for _, c := range []prometheus.Collector{m.requests, m.sseSubscribers, m.sseEvents} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/changefeed"
 )
 
 // Bounds on query parameters. Every parameter is checked before anything
@@ -30,11 +31,11 @@ type listParams struct {
 type streamParams struct {
 	filter viswals.Filter
 	limit  int // 0: unlimited
-	resume *cursor
+	resume *changefeed.Cursor
 }
 
 // parseListParams validates the query of GET /users.
-func parseListParams(rawQuery string, key []byte) (listParams, *cursorCodec, error) {
+func parseListParams(rawQuery string, key []byte) (listParams, *changefeed.Codec, error) {
 	q, err := parseQuery(rawQuery)
 	if err != nil {
 		return listParams{}, nil, err
@@ -46,17 +47,17 @@ func parseListParams(rawQuery string, key []byte) (listParams, *cursorCodec, err
 	if p.limit, err = parseLimit(q, defaultListLimit, maxListLimit); err != nil {
 		return listParams{}, nil, err
 	}
-	codec := newCodec(key, p.filter)
+	codec := changefeed.NewCodec(key, p.filter)
 	text, ok, err := single(q, "cursor")
 	if err != nil {
 		return listParams{}, nil, err
 	}
 	if ok {
-		c, err := codec.decodeCursor(text, kindList)
+		c, err := codec.Decode(text, changefeed.KindList)
 		if err != nil {
 			return listParams{}, nil, cursorError("cursor", err)
 		}
-		p.afterID = c.afterID
+		p.afterID = c.AfterID
 	}
 	return p, codec, nil
 }
@@ -65,7 +66,7 @@ func parseListParams(rawQuery string, key []byte) (listParams, *cursorCodec, err
 // position comes from the Last-Event-ID header, which a reconnecting
 // EventSource sends, or else from the last_event_id parameter; the header
 // wins because it is the newer of the two when a page reconnects.
-func parseStreamParams(rawQuery, lastEventID string, key []byte) (streamParams, *cursorCodec, error) {
+func parseStreamParams(rawQuery, lastEventID string, key []byte) (streamParams, *changefeed.Codec, error) {
 	q, err := parseQuery(rawQuery)
 	if err != nil {
 		return streamParams{}, nil, err
@@ -77,7 +78,7 @@ func parseStreamParams(rawQuery, lastEventID string, key []byte) (streamParams, 
 	if p.limit, err = parseLimit(q, 0, maxStreamLimit); err != nil {
 		return streamParams{}, nil, err
 	}
-	codec := newCodec(key, p.filter)
+	codec := changefeed.NewCodec(key, p.filter)
 	name, text := "Last-Event-ID", lastEventID
 	if text == "" {
 		var ok bool
@@ -88,7 +89,7 @@ func parseStreamParams(rawQuery, lastEventID string, key []byte) (streamParams, 
 		}
 	}
 	if text != "" {
-		c, err := codec.decodeCursor(text, kindSnapshot, kindLive)
+		c, err := codec.Decode(text, changefeed.KindSnapshot, changefeed.KindLive)
 		if err != nil {
 			return streamParams{}, nil, cursorError(name, err)
 		}
@@ -184,7 +185,7 @@ func parseDecimal(s string) (int64, bool) {
 }
 
 func cursorError(name string, err error) error {
-	if err == errForeignCursor {
+	if err == changefeed.ErrForeignCursor {
 		return viswals.Errorf(viswals.EINVALID, "invalid %s: it was made for other filters", name)
 	}
 	return viswals.Errorf(viswals.EINVALID, "invalid %s", name)

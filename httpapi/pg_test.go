@@ -27,6 +27,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/changefeed"
 	"github.com/viswals/viswals/emailcrypt"
 	"github.com/viswals/viswals/httpapi"
 	"github.com/viswals/viswals/httpapi/internal/ssetest"
@@ -75,20 +76,17 @@ func newPGEnv(t testing.TB, dbURL string, tune ...func(*httpapi.Config)) *pgEnv 
 	e.rdb, e.prefix = redisClient(t)
 	e.cache = rediscache.New(e.rdb, rediscache.Options{Prefix: e.prefix, TTL: time.Hour})
 
-	cursorKey, err := httpapi.DeriveCursorKey(encKey)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := httpapi.Config{
-		CursorKey: cursorKey, Registry: prometheus.NewRegistry(),
+		CursorKey: keys.CursorKey(), Registry: prometheus.NewRegistry(),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
+	feed := changefeed.New(store, changefeed.Options{Logger: cfg.Logger})
 	for _, f := range tune {
 		f(&cfg)
 	}
 	e.api, err = httpapi.New(cfg, httpapi.Deps{
 		Users: usercache.NewStore(store, e.cache, keys, usercache.Options{}),
-		Keys:  keys, Feed: store,
+		Keys:  keys, Feed: feed,
 		Checks: map[string]httpapi.Check{"postgres": store.Ping, "redis": e.cache.Ping},
 	})
 	if err != nil {
@@ -97,7 +95,7 @@ func newPGEnv(t testing.TB, dbURL string, tune ...func(*httpapi.Config)) *pgEnv 
 	e.srv = httptest.NewServer(e.api)
 	runCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() { e.api.Run(runCtx) })
+	wg.Go(func() { feed.Run(runCtx) })
 	var once sync.Once
 	e.stop = func() {
 		once.Do(func() {
@@ -278,9 +276,8 @@ func TestPGGetUserRedisDown(t *testing.T) {
 	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
 	defer dead.Close()
 	cache := rediscache.New(dead, rediscache.Options{})
-	cursorKey, _ := httpapi.DeriveCursorKey(encKey)
-	api, err := httpapi.New(httpapi.Config{CursorKey: cursorKey, Registry: prometheus.NewRegistry()},
-		httpapi.Deps{Users: usercache.NewStore(e.store, cache, e.keys, usercache.Options{}), Keys: e.keys, Feed: e.store,
+	api, err := httpapi.New(httpapi.Config{CursorKey: e.keys.CursorKey(), Registry: prometheus.NewRegistry()},
+		httpapi.Deps{Users: usercache.NewStore(e.store, cache, e.keys, usercache.Options{}), Keys: e.keys, Feed: changefeed.New(e.store, changefeed.Options{}),
 			Checks: map[string]httpapi.Check{"postgres": e.store.Ping, "redis": cache.Ping}})
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,7 @@ func (a *API) routes() []route {
 	return []route{
 		{"GET /users", handleListUsers(a.deps.Users, a.cfg.CursorKey, a.log)},
 		{"GET /users/{id}", handleGetUser(a.deps.Users, a.log)},
-		{"GET /users/sse", handleSSE(a.deps.Feed, a.deps.Keys, a.hub, a.cfg.CursorKey, a.cfg.SSE, a.log, a.metrics)},
+		{"GET /users/sse", handleSSE(a.deps.Feed, a.deps.Keys, a.cfg.CursorKey, a.cfg.SSE, a.log, a.metrics)},
 		{"GET /{$}", handlePage()},
 		{"GET /healthz", handleHealthz()},
 		{"GET /readyz", handleReadyz(a.deps.Checks, a.cfg.ReadyTimeout, a.log)},

@@ -75,9 +75,9 @@ func TestReadyz(t *testing.T) {
 			map[string]any{"postgres": "ok", "redis": "unavailable", "rabbitmq": "timeout"}, "not ready: rabbitmq timeout, redis unavailable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, func(c *Config, d *Deps) {
-				d.Checks = tc.checks
-				c.ReadyTimeout = 100 * time.Millisecond
+			e := newEnv(t, func(s *envSettings) {
+				s.deps.Checks = tc.checks
+				s.cfg.ReadyTimeout = 100 * time.Millisecond
 			})
 			start := time.Now()
 			status, body := e.get(t, "/readyz")
@@ -221,16 +221,16 @@ func TestNewValidatesConfig(t *testing.T) {
 		cfg  Config
 		deps Deps
 	}{
-		{Config{CursorKey: []byte("short"), Registry: e.reg}, Deps{Users: memUsers{e.db}, Keys: fakeKeys{}, Feed: e.db}},
-		{Config{CursorKey: testKey}, Deps{Users: memUsers{e.db}, Keys: fakeKeys{}, Feed: e.db}},
-		{Config{CursorKey: testKey, Registry: e.reg}, Deps{Keys: fakeKeys{}, Feed: e.db}},
+		{Config{CursorKey: []byte("short"), Registry: e.reg}, Deps{Users: memUsers{e.db}, Keys: fakeKeys{}, Feed: e.feed}},
+		{Config{CursorKey: testKey}, Deps{Users: memUsers{e.db}, Keys: fakeKeys{}, Feed: e.feed}},
+		{Config{CursorKey: testKey, Registry: e.reg}, Deps{Keys: fakeKeys{}, Feed: e.feed}},
 	} {
 		if _, err := New(tc.cfg, tc.deps); err == nil {
 			t.Errorf("New(%+v) accepted", tc.cfg)
 		}
 	}
 	// A second API on the same registry is refused, not a panic.
-	if _, err := New(Config{CursorKey: testKey, Registry: e.reg}, Deps{Users: memUsers{e.db}, Keys: fakeKeys{}, Feed: e.db}); err == nil {
+	if _, err := New(Config{CursorKey: testKey, Registry: e.reg}, Deps{Users: memUsers{e.db}, Keys: fakeKeys{}, Feed: e.feed}); err == nil {
 		t.Errorf("metrics registered twice")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/viswals/viswals/httpapi/internal/ssetest"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/changefeed"
 )
 
 func TestSSESnapshotThenLive(t *testing.T) {
@@ -67,7 +68,7 @@ func TestSSELimitEndsStream(t *testing.T) {
 func TestSSEResumeNoGapNoRepeat(t *testing.T) {
 	for _, via := range []string{"header", "query"} {
 		t.Run(via, func(t *testing.T) {
-			e := newEnv(t, func(c *Config, d *Deps) { c.SSE.PageSize = 3 })
+			e := newEnv(t, func(s *envSettings) { s.feed.PageSize = 3 })
 			for i := range 10 {
 				e.db.insert(testUser(int64(i+1), "A", "A"))
 			}
@@ -151,9 +152,9 @@ func TestSSEOutOfOrderCommit(t *testing.T) {
 // Resuming from a cursor older than the hub's ring reads Postgres until it
 // is back inside the ring.
 func TestSSECatchUpBehindRing(t *testing.T) {
-	e := newEnv(t, func(c *Config, d *Deps) {
-		c.Hub.RingSize = 4
-		c.SSE.PageSize = 3
+	e := newEnv(t, func(s *envSettings) {
+		s.feed.RingSize = 4
+		s.feed.PageSize = 3
 	})
 	e.db.insert(testUser(1, "A", "A"))
 	c := ssetest.Open(t, e.srv.URL+"/users/sse", "")
@@ -180,7 +181,7 @@ func TestSSECatchUpBehindRing(t *testing.T) {
 }
 
 func TestSSEHeartbeat(t *testing.T) {
-	e := newEnv(t, func(c *Config, d *Deps) { c.SSE.Heartbeat = 20 * time.Millisecond })
+	e := newEnv(t, func(s *envSettings) { s.cfg.SSE.Heartbeat = 20 * time.Millisecond })
 	c := ssetest.Open(t, e.srv.URL+"/users/sse", "")
 	for pings := 0; pings < 3; {
 		ev, ok := c.Next(t)
@@ -195,8 +196,8 @@ func TestSSEHeartbeat(t *testing.T) {
 
 func TestSSEBadRequests(t *testing.T) {
 	e := newEnv(t)
-	list := newCodec(testKey, viswals.Filter{}).appendCursor(nil, cursor{kind: kindList, afterID: 1})
-	other := newCodec(testKey, viswals.Filter{FirstName: "x"}).appendCursor(nil, cursor{kind: kindLive, pos: viswals.Pos{Xid: 1}})
+	list := changefeed.NewCodec(testKey, viswals.Filter{}).Append(nil, changefeed.Cursor{Kind: changefeed.KindList, AfterID: 1})
+	other := changefeed.NewCodec(testKey, viswals.Filter{FirstName: "x"}).Append(nil, changefeed.Cursor{Kind: changefeed.KindLive, Pos: viswals.Pos{Xid: 1}})
 	for _, tc := range []struct {
 		query, header, msg string
 	}{
@@ -228,7 +229,7 @@ func TestSSEBadRequests(t *testing.T) {
 
 // The server's read and write timeouts must not cut a healthy stream.
 func TestSSESurvivesServerTimeouts(t *testing.T) {
-	e := newEnv(t, func(c *Config, d *Deps) { c.SSE.Heartbeat = 30 * time.Millisecond })
+	e := newEnv(t, func(s *envSettings) { s.cfg.SSE.Heartbeat = 30 * time.Millisecond })
 	ts := httptest.NewUnstartedServer(e.api)
 	ts.Config = NewServer("", e.api)
 	ts.Config.ReadTimeout, ts.Config.WriteTimeout = 100*time.Millisecond, 100*time.Millisecond
@@ -288,7 +289,7 @@ func TestSSEManySubscribersShareTheHub(t *testing.T) {
 
 func TestSSENoLeaks(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
-	e := newEnv(t, func(c *Config, d *Deps) { c.SSE.Heartbeat = 10 * time.Millisecond })
+	e := newEnv(t, func(s *envSettings) { s.cfg.SSE.Heartbeat = 10 * time.Millisecond })
 	e.db.insert(testUser(1, "A", "A"))
 	var clients []*ssetest.Client
 	for i := range 20 {
@@ -306,7 +307,7 @@ func TestSSENoLeaks(t *testing.T) {
 		c.Close()
 	}
 	// The hub stops reading once every stream is gone.
-	waitFor(t, func() bool { e.api.hub.mu.RLock(); defer e.api.hub.mu.RUnlock(); return e.api.hub.subs == 0 })
+	waitFor(t, func() bool { return e.feed.Streams() == 0 })
 	e.stop()
 	http.DefaultClient.CloseIdleConnections()
 	goleak.VerifyNone(t, ignore)
@@ -332,15 +333,15 @@ func TestSSECursorShape(t *testing.T) {
 	if strings.ContainsAny(id, "\n\r:") || len(id) > 200 {
 		t.Errorf("event id %q", id)
 	}
-	codec := newCodec(testKey, viswals.Filter{})
-	cur, err := codec.decodeCursor(id, kindSnapshot)
-	if err != nil || cur.afterID != 1 || !cur.hasSnap {
+	codec := changefeed.NewCodec(testKey, viswals.Filter{})
+	cur, err := codec.Decode(id, changefeed.KindSnapshot)
+	if err != nil || cur.AfterID != 1 || !cur.HasSnap {
 		t.Fatalf("cursor %+v %v", cur, err)
 	}
 	e.db.insert(testUser(2, "A", "A"))
 	_, id = c.NextUser(t)
-	cur, err = codec.decodeCursor(id, kindLive)
-	if err != nil || cur.pos.ID != 2 || cur.hasSnap {
+	cur, err = codec.Decode(id, changefeed.KindLive)
+	if err != nil || cur.Pos.ID != 2 || cur.HasSnap {
 		t.Fatalf("live cursor %+v %v (the snapshot should be dropped once passed)", cur, err)
 	}
 }
@@ -349,7 +350,7 @@ func TestSSECursorShape(t *testing.T) {
 // notifying (another application's, say) is delivered without waiting for
 // the slow poll.
 func TestSSEHeldBackCommitWithoutPoll(t *testing.T) {
-	e := newEnv(t, func(c *Config, d *Deps) { c.Hub.Poll = time.Hour })
+	e := newEnv(t, func(s *envSettings) { s.feed.Poll = time.Hour })
 	c := ssetest.Open(t, e.srv.URL+"/users/sse", "")
 	c.Quiet(t, 20*time.Millisecond)
 	other := e.db.begin()

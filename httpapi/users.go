@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/changefeed"
 )
 
 // handleGetUser serves GET /users/{id}. It is the hot path: no reflection,
@@ -84,7 +85,7 @@ func handleListUsers(users UserReader, cursorKey []byte, log *slog.Logger) http.
 		bw.WriteString(`],"next_cursor":`)
 		if more {
 			bw.WriteByte('"')
-			bw.Write(codec.appendCursor(bw.AvailableBuffer(), cursor{kind: kindList, afterID: lastID}))
+			bw.Write(codec.Append(bw.AvailableBuffer(), changefeed.Cursor{Kind: changefeed.KindList, AfterID: lastID}))
 			bw.WriteByte('"')
 		} else {
 			bw.WriteString("null")

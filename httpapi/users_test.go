@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/changefeed"
 )
 
 func TestGetUserJSON(t *testing.T) {
@@ -217,8 +218,8 @@ func TestListUsersBadParams(t *testing.T) {
 	if allCursor == "" {
 		t.Fatal("no next_cursor on a full page")
 	}
-	otherKey := newCodec([]byte(strings.Repeat("z", 32)), viswals.Filter{}).appendCursor(nil, cursor{kind: kindList, afterID: 1})
-	streamCursor := newCodec(testKey, viswals.Filter{}).appendCursor(nil, cursor{kind: kindLive, pos: viswals.Pos{Xid: 1}})
+	otherKey := changefeed.NewCodec([]byte(strings.Repeat("z", 32)), viswals.Filter{}).Append(nil, changefeed.Cursor{Kind: changefeed.KindList, AfterID: 1})
+	streamCursor := changefeed.NewCodec(testKey, viswals.Filter{}).Append(nil, changefeed.Cursor{Kind: changefeed.KindLive, Pos: viswals.Pos{Xid: 1}})
 	tampered := []byte(allCursor)
 	tampered[3] ^= 1
 

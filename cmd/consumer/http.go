@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/viswals/viswals/changefeed"
 	"github.com/viswals/viswals/config"
 	"github.com/viswals/viswals/emailcrypt"
 	"github.com/viswals/viswals/httpapi"
@@ -23,23 +23,21 @@ type deps struct {
 	cache    *rediscache.Cache
 	keyring  *emailcrypt.Keyring
 	consumer *rabbitmq.Consumer
-	key      []byte
 }
 
-func newAPI(cfg config.Consumer, logger *slog.Logger, reg *prometheus.Registry, d deps) (*httpapi.API, error) {
-	cursorKey, err := httpapi.DeriveCursorKey(d.key)
-	if err != nil {
-		return nil, fmt.Errorf("cursor key: %w", err)
-	}
-	return httpapi.New(httpapi.Config{
-		CursorKey: cursorKey,
+// newAPI returns the API and the changefeed hub its streams follow, which
+// the caller runs.
+func newAPI(cfg config.Consumer, logger *slog.Logger, reg *prometheus.Registry, d deps) (*httpapi.API, *changefeed.Hub, error) {
+	feed := changefeed.New(d.store, changefeed.Options{Logger: logger, Metrics: changefeed.NewMetrics(reg)})
+	api, err := httpapi.New(httpapi.Config{
+		CursorKey: d.keyring.CursorKey(),
 		Registry:  reg,
 		Logger:    logger,
 		SSE:       httpapi.SSEOptions{Heartbeat: cfg.Heartbeat},
 	}, httpapi.Deps{
 		Users: usercache.NewStore(d.store, d.cache, d.keyring, usercache.Options{Logger: logger, Metrics: usercache.NewMetrics(reg)}),
 		Keys:  d.keyring,
-		Feed:  d.store,
+		Feed:  feed,
 		Checks: map[string]httpapi.Check{
 			"postgres": d.store.Ping,
 			"redis":    d.cache.Ping,
@@ -51,4 +49,5 @@ func newAPI(cfg config.Consumer, logger *slog.Logger, reg *prometheus.Registry, 
 			},
 		},
 	})
+	return api, feed, err
 }

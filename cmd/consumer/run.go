@@ -99,7 +99,7 @@ func serve(ctx context.Context, cfg config.Consumer, logger *slog.Logger, ready 
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	api, err := newAPI(cfg, logger, reg, deps{store: store, cache: cache, keyring: keyring, consumer: consumer, key: key})
+	api, feed, err := newAPI(cfg, logger, reg, deps{store: store, cache: cache, keyring: keyring, consumer: consumer})
 	if err != nil {
 		ln.Close()
 		return err
@@ -124,7 +124,7 @@ func serve(ctx context.Context, cfg config.Consumer, logger *slog.Logger, ready 
 		}
 		defer stopPprof()
 	}
-	g.Go(func() error { return api.Run(gctx) })
+	g.Go(func() error { return feed.Run(gctx) })
 	if cfg.AnalyzeRows > 0 {
 		g.Go(func() error {
 			store.KeepAnalyzed(gctx, 2*time.Second, int64(cfg.AnalyzeRows), func(err error) {

@@ -31,6 +31,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/changefeed"
 	"github.com/viswals/viswals/emailcrypt"
 	"github.com/viswals/viswals/httpapi"
 	"github.com/viswals/viswals/rediscache"
@@ -98,11 +99,10 @@ func main() {
 			cache = struct{ usercache.Cache }{rc} // hides GetMany
 		}
 	}
-	cursorKey, _ := httpapi.DeriveCursorKey(key)
 	reg, logger := prometheus.NewRegistry(), slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	reader := usercache.NewStore(mem, cache, keys, usercache.Options{Logger: logger, Metrics: usercache.NewMetrics(reg)})
-	api, err := httpapi.New(httpapi.Config{CursorKey: cursorKey, Registry: reg, Logger: logger},
-		httpapi.Deps{Users: reader, Keys: keys, Feed: noFeed{}})
+	api, err := httpapi.New(httpapi.Config{CursorKey: keys.CursorKey(), Registry: reg, Logger: logger},
+		httpapi.Deps{Users: reader, Keys: keys, Feed: changefeed.New(noFeed{}, changefeed.Options{})})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -1,7 +1,6 @@
-package httpapi
+package changefeed
 
 import (
-	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -13,8 +12,10 @@ import (
 	"github.com/viswals/viswals"
 )
 
-// A cursor is an opaque position handed to clients: next_cursor of a page,
-// and the id of every SSE event. It is base64url of a small binary payload
+// A Cursor is an opaque position handed to clients: the id of every
+// stream event (the token a stream resumes from) and, in the same format,
+// the next_cursor of a list page, which is a stream's snapshot phase
+// without the snapshot. Its text is base64url of a small binary payload
 // followed by a truncated HMAC-SHA256 of it, so a client can neither forge
 // nor edit one, and it carries a fingerprint of the filters it was made
 // for, so it cannot be replayed against another result set.
@@ -24,8 +25,8 @@ import (
 // Fields by kind, all unsigned varints:
 //
 //	list:     afterID
-//	snapshot: snap, afterID             (SSE, still sending the snapshot)
-//	live:     hasSnap(1 byte) [snap] pos.Xid pos.ID   (SSE, sending changes)
+//	snapshot: snap, afterID             (a stream still sending the snapshot)
+//	live:     hasSnap(1 byte) [snap] pos.Xid pos.ID   (sending changes)
 //	snap:     xmin, xmax-xmin, len(xip), xip deltas (first from xmin)
 
 const (
@@ -37,48 +38,45 @@ const (
 	maxCursorLen = 4096
 )
 
-type cursorKind byte
+// Kind is what a cursor continues.
+type Kind byte
 
+// The kinds of cursor.
 const (
-	kindList     cursorKind = 1
-	kindSnapshot cursorKind = 2
-	kindLive     cursorKind = 3
+	KindList     Kind = 1 // a list page
+	KindSnapshot Kind = 2 // a stream in its snapshot phase
+	KindLive     Kind = 3 // a stream in its live phase
 )
 
-// cursor is a decoded position.
-type cursor struct {
-	kind    cursorKind
-	afterID int64            // list, snapshot: the last id sent
-	snap    viswals.Snapshot // snapshot; live while hasSnap
-	hasSnap bool
-	pos     viswals.Pos // live: the last change sent (or skipped)
+// Cursor is a decoded position.
+type Cursor struct {
+	Kind    Kind
+	AfterID int64            // list, snapshot: the last id sent
+	Snap    viswals.Snapshot // snapshot; live while HasSnap
+	HasSnap bool
+	Pos     viswals.Pos // live: the last change sent (or skipped)
 }
 
-// errBadCursor and errForeignCursor are the reasons decodeCursor fails;
-// the caller names the parameter in the message it returns.
+// ErrBadCursor and ErrForeignCursor are the reasons Decode fails; the
+// caller names the parameter in the message it returns.
 var (
-	errBadCursor     = errors.New("invalid")
-	errForeignCursor = errors.New("made for other filters")
+	ErrBadCursor     = errors.New("invalid")
+	ErrForeignCursor = errors.New("made for other filters")
 )
 
-// DeriveCursorKey derives the key that signs cursors from the email
-// encryption key, so that no second secret needs configuring and a cursor
-// reveals nothing about the encryption key.
-func DeriveCursorKey(encryptionKey []byte) ([]byte, error) {
-	return hkdf.Key(sha256.New, encryptionKey, nil, "viswals httpapi cursor v1", 32)
-}
-
-// cursorCodec signs and checks cursors. A codec is not safe for concurrent
-// use (it reuses its MAC state); make one per request with newCodec.
-type cursorCodec struct {
+// Codec signs and checks the cursors of one filter. A codec is not safe
+// for concurrent use (it reuses its MAC state); make one per request.
+type Codec struct {
 	mac hash.Hash
 	fp  [fpSize]byte // fingerprint of the request's filter
 	buf []byte
 	sum []byte
 }
 
-func newCodec(key []byte, f viswals.Filter) *cursorCodec {
-	return &cursorCodec{mac: hmac.New(sha256.New, key), fp: filterFingerprint(f)}
+// NewCodec returns a codec for the cursors of filter f, signed with key
+// (emailcrypt's Keyring.CursorKey, so every process shares it).
+func NewCodec(key []byte, f viswals.Filter) *Codec {
+	return &Codec{mac: hmac.New(sha256.New, key), fp: filterFingerprint(f)}
 }
 
 // filterFingerprint identifies a filter. The names are length-prefixed so
@@ -95,26 +93,26 @@ func filterFingerprint(f viswals.Filter) [fpSize]byte {
 	return fp
 }
 
-// appendCursor appends the text form of c to dst.
-func (cc *cursorCodec) appendCursor(dst []byte, c cursor) []byte {
+// Append appends the text form of c to dst.
+func (cc *Codec) Append(dst []byte, c Cursor) []byte {
 	b := cc.buf[:0]
-	b = append(b, cursorVersion, byte(c.kind))
+	b = append(b, cursorVersion, byte(c.Kind))
 	b = append(b, cc.fp[:]...)
-	switch c.kind {
-	case kindList:
-		b = binary.AppendUvarint(b, uint64(c.afterID))
-	case kindSnapshot:
-		b = appendSnapshot(b, c.snap)
-		b = binary.AppendUvarint(b, uint64(c.afterID))
-	case kindLive:
-		if c.hasSnap {
+	switch c.Kind {
+	case KindList:
+		b = binary.AppendUvarint(b, uint64(c.AfterID))
+	case KindSnapshot:
+		b = appendSnapshot(b, c.Snap)
+		b = binary.AppendUvarint(b, uint64(c.AfterID))
+	case KindLive:
+		if c.HasSnap {
 			b = append(b, 1)
-			b = appendSnapshot(b, c.snap)
+			b = appendSnapshot(b, c.Snap)
 		} else {
 			b = append(b, 0)
 		}
-		b = binary.AppendUvarint(b, c.pos.Xid)
-		b = binary.AppendUvarint(b, uint64(c.pos.ID))
+		b = binary.AppendUvarint(b, c.Pos.Xid)
+		b = binary.AppendUvarint(b, uint64(c.Pos.ID))
 	}
 	cc.mac.Reset()
 	cc.mac.Write(b)
@@ -136,59 +134,59 @@ func appendSnapshot(b []byte, s viswals.Snapshot) []byte {
 	return b
 }
 
-// decodeCursor checks and decodes text. It returns errBadCursor for
+// Decode checks and decodes text. It returns ErrBadCursor for
 // anything it did not sign (garbage, edits, another key, another kind of
-// cursor than want) and errForeignCursor for a cursor signed for other
+// cursor than want) and ErrForeignCursor for a cursor signed for other
 // filters.
-func (cc *cursorCodec) decodeCursor(text string, want ...cursorKind) (cursor, error) {
+func (cc *Codec) Decode(text string, want ...Kind) (Cursor, error) {
 	if len(text) == 0 || len(text) > maxCursorLen {
-		return cursor{}, errBadCursor
+		return Cursor{}, ErrBadCursor
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(text)
 	if err != nil || len(raw) < 2+fpSize+macSize {
-		return cursor{}, errBadCursor
+		return Cursor{}, ErrBadCursor
 	}
 	body, sum := raw[:len(raw)-macSize], raw[len(raw)-macSize:]
 	cc.mac.Reset()
 	cc.mac.Write(body)
 	if !hmac.Equal(cc.mac.Sum(nil)[:macSize], sum) {
-		return cursor{}, errBadCursor
+		return Cursor{}, ErrBadCursor
 	}
 	if body[0] != cursorVersion {
-		return cursor{}, errBadCursor
+		return Cursor{}, ErrBadCursor
 	}
-	c := cursor{kind: cursorKind(body[1])}
-	if !kindIn(c.kind, want) {
-		return cursor{}, errBadCursor
+	c := Cursor{Kind: Kind(body[1])}
+	if !kindIn(c.Kind, want) {
+		return Cursor{}, ErrBadCursor
 	}
 	if [fpSize]byte(body[2:2+fpSize]) != cc.fp {
-		return cursor{}, errForeignCursor
+		return Cursor{}, ErrForeignCursor
 	}
 	r := reader{b: body[2+fpSize:]}
-	switch c.kind {
-	case kindList:
-		c.afterID = r.id()
-	case kindSnapshot:
-		c.snap, c.hasSnap = r.snapshot(), true
-		c.afterID = r.id()
-	case kindLive:
+	switch c.Kind {
+	case KindList:
+		c.AfterID = r.id()
+	case KindSnapshot:
+		c.Snap, c.HasSnap = r.snapshot(), true
+		c.AfterID = r.id()
+	case KindLive:
 		switch r.byte() {
 		case 0:
 		case 1:
-			c.hasSnap, c.snap = true, r.snapshot()
+			c.HasSnap, c.Snap = true, r.snapshot()
 		default:
 			r.bad = true
 		}
-		c.pos.Xid = r.uvarint()
-		c.pos.ID = r.id()
+		c.Pos.Xid = r.uvarint()
+		c.Pos.ID = r.id()
 	}
 	if r.bad || len(r.b) != 0 {
-		return cursor{}, errBadCursor
+		return Cursor{}, ErrBadCursor
 	}
 	return c, nil
 }
 
-func kindIn(k cursorKind, kinds []cursorKind) bool {
+func kindIn(k Kind, kinds []Kind) bool {
 	for _, w := range kinds {
 		if k == w {
 			return true

@@ -1,4 +1,10 @@
-package httpapi
+// Package changefeed follows the users table as it changes: streams that
+// send a snapshot of the users matching a filter, then every later change,
+// resumable from any event by its Cursor (stream.go); the hub that reads
+// the changes once per process for all the streams (hub.go); and the
+// signed cursors handed to clients (cursor.go). It writes no protocol:
+// httpapi turns a stream's events into Server-Sent Events.
+package changefeed
 
 import (
 	"context"
@@ -9,6 +15,27 @@ import (
 
 	"github.com/viswals/viswals"
 )
+
+// Source is the store the changefeed reads (*postgres.Store): a snapshot of
+// the table, then every change after it, ordered by the position of the
+// transaction that wrote it. See stream.go for how the two halves meet
+// without gaps.
+type Source interface {
+	// CurrentSnapshot returns the transaction snapshot of "now".
+	CurrentSnapshot(ctx context.Context) (viswals.Snapshot, error)
+	// ListVisible calls fn for up to limit users with id > afterID that
+	// match f and whose last change is visible in snap, in id order.
+	ListVisible(ctx context.Context, f viswals.Filter, afterID int64, limit int, snap viswals.Snapshot, fn func(viswals.SealedUser) error) error
+	// Changes calls fn, in position order, for up to limit rows matching f
+	// whose position is after `after` and whose transaction is older than
+	// every transaction still running (the horizon it returns). Everything
+	// below the horizon is final, so a reader that has seen all rows below
+	// it can move to viswals.Pos{Xid: horizon} and never miss a late commit.
+	Changes(ctx context.Context, f viswals.Filter, after viswals.Pos, limit int, fn func(viswals.Pos, viswals.SealedUser) error) (horizon uint64, err error)
+	// Listen calls fn on each change notification until ctx ends or the
+	// connection fails.
+	Listen(ctx context.Context, fn func()) error
+}
 
 // The hub keeps 2,000 live streams from polling Postgres 2,000 times. One
 // goroutine per process reads the changefeed (woken by NOTIFY, with a slow
@@ -23,8 +50,8 @@ import (
 // position is a Postgres position, a stream's events do not depend on
 // which process serves it or whether the ring was there.
 
-// HubOptions tune the hub; zero values take the defaults.
-type HubOptions struct {
+// Options tune the hub and its streams; zero values take the defaults.
+type Options struct {
 	// RingSize is how many recent changes are kept in memory (default 65536).
 	RingSize int
 	// Batch is how many changes one changefeed read returns (default 1000).
@@ -36,9 +63,16 @@ type HubOptions struct {
 	// lost LISTEN connection or a change committed by a process that did
 	// not notify (default 1s).
 	Poll time.Duration
+	// PageSize is how many rows one snapshot or catch-up read of a stream
+	// fetches (default 500).
+	PageSize int
+	// Logger gets the hub's read failures; nil discards.
+	Logger *slog.Logger
+	// Metrics counts the hub's reads; nil counts nothing.
+	Metrics *Metrics
 }
 
-func (o *HubOptions) defaults() {
+func (o *Options) defaults() {
 	if o.RingSize <= 0 {
 		o.RingSize = 1 << 16
 	}
@@ -51,11 +85,20 @@ func (o *HubOptions) defaults() {
 	if o.Poll <= 0 {
 		o.Poll = time.Second
 	}
+	if o.PageSize <= 0 {
+		o.PageSize = 500
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
 }
 
 // change is one entry of the ring: a row as the changefeed returned it,
-// its folded names for filtering, and its JSON, built by the first stream
-// that sends it and shared by the rest.
+// its folded names for filtering, and its rendering (see Stream.Render),
+// made by the first stream that sends it and shared by the rest.
 type change struct {
 	pos                     viswals.Pos
 	user                    viswals.SealedUser
@@ -64,18 +107,6 @@ type change struct {
 	once sync.Once
 	data []byte
 	err  error
-}
-
-func (c *change) json(keys Opener) ([]byte, error) {
-	c.once.Do(func() {
-		u, err := keys.Open(c.user)
-		if err != nil {
-			c.err = err
-			return
-		}
-		c.data = appendUser(nil, &u)
-	})
-	return c.data, c.err
 }
 
 // ringState is what a stream learns from hub.since.
@@ -87,12 +118,12 @@ const (
 	ringNotReady                  // the hub has not read its first position yet: wait
 )
 
-type hub struct {
-	feed    Feed
-	log     *slog.Logger
-	metrics *metrics
-	opts    HubOptions
-	wake    chan struct{} // capacity 1: pokes coalesce
+// Hub reads the changefeed for every stream of the process. Run drives
+// it; Open starts a stream.
+type Hub struct {
+	src  Source
+	opts Options
+	wake chan struct{} // capacity 1: pokes coalesce
 
 	mu    sync.RWMutex
 	ready bool
@@ -106,10 +137,12 @@ type hub struct {
 	subs    int
 }
 
-func newHub(feed Feed, log *slog.Logger, m *metrics, opts HubOptions) *hub {
+// New returns the hub of src. Streams opened before Run send their
+// snapshot but no live changes.
+func New(src Source, opts Options) *Hub {
 	opts.defaults()
-	return &hub{
-		feed: feed, log: log, metrics: m, opts: opts,
+	return &Hub{
+		src: src, opts: opts,
 		wake:    make(chan struct{}, 1),
 		ring:    make([]*change, opts.RingSize),
 		changed: make(chan struct{}),
@@ -117,7 +150,7 @@ func newHub(feed Feed, log *slog.Logger, m *metrics, opts HubOptions) *hub {
 }
 
 // poke asks the hub to read the changefeed soon. It never blocks.
-func (h *hub) poke() {
+func (h *Hub) poke() {
 	select {
 	case h.wake <- struct{}{}:
 	default:
@@ -125,23 +158,31 @@ func (h *hub) poke() {
 }
 
 // join and leave count live streams: with none, the hub does not read.
-func (h *hub) join() {
+func (h *Hub) join() {
 	h.mu.Lock()
 	h.subs++
 	h.mu.Unlock()
 	h.poke()
 }
 
-func (h *hub) leave() {
+func (h *Hub) leave() {
 	h.mu.Lock()
 	h.subs--
 	h.mu.Unlock()
 }
 
+// Streams returns the number of streams in their live phase: with none,
+// the hub does not read the changefeed.
+func (h *Hub) Streams() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.subs
+}
+
 // since copies into buf up to len(buf) changes after p and returns how
 // many, the position the caller reaches once it has handled them, and a
 // channel closed when there is more to read.
-func (h *hub) since(p viswals.Pos, buf []*change) (n int, upTo viswals.Pos, st ringState, more <-chan struct{}) {
+func (h *Hub) since(p viswals.Pos, buf []*change) (n int, upTo viswals.Pos, st ringState, more <-chan struct{}) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	switch {
@@ -167,17 +208,18 @@ func (h *hub) since(p viswals.Pos, buf []*change) (n int, upTo viswals.Pos, st r
 	return n, upTo, ringOK, h.changed
 }
 
-func (h *hub) at(seq uint64) *change { return h.ring[seq%uint64(len(h.ring))] }
+func (h *Hub) at(seq uint64) *change { return h.ring[seq%uint64(len(h.ring))] }
 
 // broadcastLocked wakes every waiting stream. h.mu must be held.
-func (h *hub) broadcastLocked() {
+func (h *Hub) broadcastLocked() {
 	close(h.changed)
 	h.changed = make(chan struct{})
 }
 
-// run reads the changefeed until ctx ends. It listens for notifications
-// in a second goroutine, which it waits for before returning.
-func (h *hub) run(ctx context.Context) {
+// Run reads the changefeed until ctx ends. It listens for notifications
+// in a second goroutine, which it waits for before returning; it returns
+// nil (failed reads are logged and retried).
+func (h *Hub) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { h.listen(ctx) })
 	defer wg.Wait()
@@ -205,7 +247,7 @@ func (h *hub) run(ctx context.Context) {
 		} else {
 			select {
 			case <-ctx.Done():
-				return
+				return nil
 			case <-h.wake:
 				notified = true
 			case <-poll.C:
@@ -217,30 +259,30 @@ func (h *hub) run(ctx context.Context) {
 		pause.Reset(h.opts.MinInterval)
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-pause.C:
 		}
 	}
 }
 
 // behind reports whether the ring has not yet reached target.
-func (h *hub) behind(target uint64) bool {
+func (h *Hub) behind(target uint64) bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.ready && h.subs > 0 && h.pos.Xid < target
 }
 
 // listen keeps a LISTEN connection open, reconnecting with backoff.
-func (h *hub) listen(ctx context.Context) {
+func (h *Hub) listen(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for {
 		start := time.Now()
-		err := h.feed.Listen(ctx, h.poke)
+		err := h.src.Listen(ctx, h.poke)
 		if ctx.Err() != nil {
 			return
 		}
-		h.metrics.hubErrors.Inc()
-		h.log.LogAttrs(ctx, slog.LevelWarn, "changefeed listen failed; polling until it is back",
+		h.opts.Metrics.errors.Inc()
+		h.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "changefeed listen failed; polling until it is back",
 			slog.Any("err", err), slog.Duration("retry_in", backoff))
 		if time.Since(start) > time.Minute {
 			backoff = 100 * time.Millisecond
@@ -259,7 +301,7 @@ func (h *hub) listen(ctx context.Context) {
 
 // step brings the ring up to date with the changefeed and returns the
 // new target (see run).
-func (h *hub) step(ctx context.Context, notified bool, target uint64) uint64 {
+func (h *Hub) step(ctx context.Context, notified bool, target uint64) uint64 {
 	h.mu.RLock()
 	subs, ready, pos := h.subs, h.ready, h.pos
 	h.mu.RUnlock()
@@ -277,7 +319,7 @@ func (h *hub) step(ctx context.Context, notified bool, target uint64) uint64 {
 		return 0
 	}
 	if notified || !ready {
-		snap, err := h.feed.CurrentSnapshot(ctx)
+		snap, err := h.src.CurrentSnapshot(ctx)
 		if err != nil {
 			h.failed(ctx, err)
 			return target
@@ -294,7 +336,7 @@ func (h *hub) step(ctx context.Context, notified bool, target uint64) uint64 {
 	batch := make([]*change, 0, h.opts.Batch)
 	for ctx.Err() == nil {
 		batch = batch[:0]
-		horizon, err := h.feed.Changes(ctx, viswals.Filter{}, pos, h.opts.Batch, func(p viswals.Pos, u viswals.SealedUser) error {
+		horizon, err := h.src.Changes(ctx, viswals.Filter{}, pos, h.opts.Batch, func(p viswals.Pos, u viswals.SealedUser) error {
 			batch = append(batch, &change{pos: p, user: u,
 				firstFolded: viswals.Fold(u.FirstName), lastFolded: viswals.Fold(u.LastName)})
 			return nil
@@ -303,7 +345,7 @@ func (h *hub) step(ctx context.Context, notified bool, target uint64) uint64 {
 			h.failed(ctx, err)
 			return target
 		}
-		h.metrics.hubChanges.Add(float64(len(batch)))
+		h.opts.Metrics.changes.Add(float64(len(batch)))
 		full := len(batch) == h.opts.Batch
 		h.mu.Lock()
 		for _, c := range batch {
@@ -327,7 +369,7 @@ func (h *hub) step(ctx context.Context, notified bool, target uint64) uint64 {
 }
 
 // appendLocked adds c, evicting the oldest entry when the ring is full.
-func (h *hub) appendLocked(c *change) {
+func (h *Hub) appendLocked(c *change) {
 	if h.next-h.first == uint64(len(h.ring)) {
 		old := h.at(h.first)
 		h.from = old.pos
@@ -339,7 +381,7 @@ func (h *hub) appendLocked(c *change) {
 	h.pos = c.pos
 }
 
-func (h *hub) resetLocked() {
+func (h *Hub) resetLocked() {
 	clear(h.ring)
 	h.first, h.next = 0, 0
 	h.from, h.pos = viswals.Pos{}, viswals.Pos{}
@@ -347,10 +389,10 @@ func (h *hub) resetLocked() {
 	h.broadcastLocked()
 }
 
-func (h *hub) failed(ctx context.Context, err error) {
+func (h *Hub) failed(ctx context.Context, err error) {
 	if ctx.Err() != nil {
 		return
 	}
-	h.metrics.hubErrors.Inc()
-	h.log.LogAttrs(ctx, slog.LevelWarn, "changefeed read failed; retrying", slog.String("err", err.Error()))
+	h.opts.Metrics.errors.Inc()
+	h.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "changefeed read failed; retrying", slog.String("err", err.Error()))
 }

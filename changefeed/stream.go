@@ -1,0 +1,204 @@
+package changefeed
+
+import (
+	"context"
+
+	"github.com/viswals/viswals"
+)
+
+// A stream sends every user matching a filter: first a snapshot of the
+// table in id order, then every change committed after it. The two halves
+// meet exactly, without gaps or repeats, through a Postgres transaction
+// snapshot taken when the stream opens:
+//
+//   - Snapshot phase: the rows whose last change is visible in the
+//     snapshot, paged by id (Source.ListVisible).
+//   - Live phase: the changefeed from the snapshot's xmin, in (xid, id)
+//     order, skipping changes visible in the snapshot (already sent). Once
+//     the position passes the snapshot's xmax every change qualifies and
+//     the snapshot is dropped from the cursor.
+//
+// The changefeed only returns transactions older than every running one,
+// so a transaction that commits late is read late, never skipped. Every
+// event carries a cursor holding the phase, the snapshot and the position,
+// so a client resumes from it on any process.
+
+// Event is one user a stream sends, and the cursor that resumes the
+// stream right after it.
+type Event struct {
+	Cursor Cursor
+	User   *viswals.SealedUser
+	shared *change // set for a change from the hub's ring
+}
+
+// Stream is one subscriber's walk through the changefeed. It is not safe
+// for concurrent use.
+type Stream struct {
+	hub    *Hub
+	filter viswals.Filter
+	folded viswals.Filter // filter.Folded(), for matching ring entries
+	cur    Cursor         // the position after the last event returned
+	joined bool           // counted by the hub as a live stream
+
+	rows    []viswals.SealedUser
+	changes []*change
+	events  []Event
+	scratch []byte
+}
+
+// Open starts a stream of the users matching f: from resume, a cursor of
+// kind KindSnapshot or KindLive that an earlier stream of f returned, or,
+// when resume is nil, from a snapshot taken now. Close it when done.
+func (h *Hub) Open(ctx context.Context, f viswals.Filter, resume *Cursor) (*Stream, error) {
+	s := &Stream{hub: h, filter: f, folded: f.Folded()}
+	if resume != nil {
+		s.cur = *resume
+		return s, nil
+	}
+	snap, err := h.src.CurrentSnapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.cur = Cursor{Kind: KindSnapshot, Snap: snap, HasSnap: true}
+	return s, nil
+}
+
+// Close ends the stream.
+func (s *Stream) Close() {
+	if s.joined {
+		s.hub.leave()
+		s.joined = false
+	}
+}
+
+// Next returns the events available now, in order, valid until the next
+// call, and a channel: nil when Next has more at once (call it again),
+// otherwise closed once there may be more. In the snapshot phase and
+// while behind the hub's ring it reads the store, a page at a time;
+// in the live phase it copies from the ring.
+func (s *Stream) Next(ctx context.Context) ([]Event, <-chan struct{}, error) {
+	clear(s.events) // do not keep evicted ring entries alive
+	s.events = s.events[:0]
+	if s.cur.Kind == KindSnapshot {
+		return s.events, nil, s.snapshot(ctx)
+	}
+	if !s.joined {
+		s.hub.join()
+		s.joined = true
+		s.changes = make([]*change, s.hub.opts.PageSize)
+	}
+	n, upTo, st, more := s.hub.since(s.cur.Pos, s.changes)
+	switch st {
+	case ringBehind:
+		return s.events, nil, s.catchUp(ctx)
+	case ringOK:
+		if n > 0 || s.cur.Pos != upTo {
+			s.fromRing(s.changes[:n], upTo)
+			if n == len(s.changes) {
+				return s.events, nil, nil // the ring has more right now
+			}
+		}
+	}
+	return s.events, more, nil
+}
+
+// Render returns render's bytes for e's user: for a row read from the
+// store, render(scratch, user) with the stream's scratch buffer, valid
+// until the next Render; for a change from the hub's ring, the bytes of
+// render(nil, user) as the first stream that sent the change got them,
+// shared by every stream (so render must be the same for every stream).
+func (s *Stream) Render(e *Event, render func(dst []byte, u *viswals.SealedUser) ([]byte, error)) ([]byte, error) {
+	if c := e.shared; c != nil {
+		c.once.Do(func() { c.data, c.err = render(nil, &c.user) })
+		return c.data, c.err
+	}
+	var err error
+	s.scratch, err = render(s.scratch[:0], e.User)
+	return s.scratch, err
+}
+
+// snapshot returns one page of the rows visible in the snapshot, and
+// moves the stream to the live phase after the last page.
+func (s *Stream) snapshot(ctx context.Context) error {
+	clear(s.rows)
+	s.rows = s.rows[:0]
+	pageSize := s.hub.opts.PageSize
+	// The page is collected before it is sent, so a slow client never
+	// holds a database connection.
+	err := s.hub.src.ListVisible(ctx, s.filter, s.cur.AfterID, pageSize, s.cur.Snap, func(u viswals.SealedUser) error {
+		s.rows = append(s.rows, u)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := range s.rows {
+		s.cur.AfterID = s.rows[i].ID
+		s.events = append(s.events, Event{Cursor: s.cur, User: &s.rows[i]})
+	}
+	if len(s.rows) < pageSize {
+		s.cur = Cursor{Kind: KindLive, Snap: s.cur.Snap, HasSnap: true, Pos: viswals.Pos{Xid: s.cur.Snap.Xmin}}
+		s.dropPassedSnapshot()
+	}
+	return nil
+}
+
+// fromRing returns the ring's changes that the stream wants, then moves
+// to upTo.
+func (s *Stream) fromRing(changes []*change, upTo viswals.Pos) {
+	for _, c := range changes {
+		s.cur.Pos = c.pos
+		if s.wants(c) {
+			s.events = append(s.events, Event{Cursor: s.cur, User: &c.user, shared: c})
+		}
+	}
+	clear(changes) // do not keep evicted entries alive
+	s.cur.Pos = upTo
+	s.dropPassedSnapshot()
+}
+
+// catchUp reads one page of the changefeed from the store, for a stream
+// whose position is older than the hub's ring.
+func (s *Stream) catchUp(ctx context.Context) error {
+	type row struct {
+		pos  viswals.Pos
+		user viswals.SealedUser
+	}
+	var rows []row
+	pageSize := s.hub.opts.PageSize
+	horizon, err := s.hub.src.Changes(ctx, s.filter, s.cur.Pos, pageSize, func(p viswals.Pos, u viswals.SealedUser) error {
+		rows = append(rows, row{p, u})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := range rows {
+		s.cur.Pos = rows[i].pos
+		if s.cur.HasSnap && s.cur.Snap.Visible(rows[i].pos.Xid) {
+			continue // sent in the snapshot phase
+		}
+		s.events = append(s.events, Event{Cursor: s.cur, User: &rows[i].user})
+	}
+	if len(rows) < pageSize && s.cur.Pos.Less(viswals.Pos{Xid: horizon}) {
+		s.cur.Pos = viswals.Pos{Xid: horizon} // everything below the horizon is read
+	}
+	s.dropPassedSnapshot()
+	return nil
+}
+
+// wants applies the stream's filter and snapshot to a ring entry.
+func (s *Stream) wants(c *change) bool {
+	if s.cur.HasSnap && s.cur.Snap.Visible(c.pos.Xid) {
+		return false
+	}
+	return s.folded.Match(c.firstFolded, c.lastFolded)
+}
+
+// dropPassedSnapshot forgets the snapshot once no later change can be
+// visible in it, which keeps cursors short.
+func (s *Stream) dropPassedSnapshot() {
+	if s.cur.Kind == KindLive && s.cur.HasSnap && s.cur.Pos.Xid >= s.cur.Snap.Xmax {
+		s.cur.HasSnap, s.cur.Snap = false, viswals.Snapshot{}
+	}
+}
