@@ -12,6 +12,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/viswals/viswals/internal/wait"
 	"github.com/viswals/viswals/rabbitmq"
 )
 
@@ -67,7 +68,7 @@ func TestTwoConsumersOneKilled(t *testing.T) {
 	p := s.startProducer()
 	s.waitRows(s.share(0.3), c1, c2)
 	// Both must be taking part before one dies.
-	s.waitFor("both consumers to have ingested rows", loadTimeout, func() (bool, string) {
+	wait.For(s.t, loadTimeout, "both consumers to have ingested rows", func() (bool, string) {
 		a, b := c1.metric("viswals_rows_ingested_total"), c2.metric("viswals_rows_ingested_total")
 		return a > 0 && b > 0, fmt.Sprintf("%s: %.0f rows, %s: %.0f rows", c1.name, a, c2.name, b)
 	})
@@ -200,14 +201,14 @@ func TestRedisDownAndBack(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.waitFor(fmt.Sprintf("GET /users/%d to fill users:%d", id, id), startTimeout, func() (bool, string) {
+		wait.For(s.t, startTimeout, fmt.Sprintf("GET /users/%d to fill users:%d", id, id), func() (bool, string) {
 			_, code, _ := s.getUser(c, id)
 			return s.cached(id), fmt.Sprintf("status %d", code)
 		})
 	}
 	extra := map[int64]wantUser{}
 	next := int64(5_000_000)
-	s.waitFor("a user ingested after Redis returned to be cached", startTimeout, func() (bool, string) {
+	wait.For(s.t, startTimeout, "a user ingested after Redis returned to be cached", func() (bool, string) {
 		next++
 		u := wantUser{ID: next, First: "Probe", Last: "After Redis", Email: fmt.Sprintf("probe.%d@example.com", next), Created: 1_700_000_000_000}
 		s.publishJSON(s.queue, amqp.Table{"x-fault-case": "probe"}, u)
@@ -251,7 +252,7 @@ func TestRedisFrozenAndBack(t *testing.T) {
 func (s *stack) withoutRedis(c *consumer, n int, state string) (id int64, api bool) {
 	t := s.t
 	t.Helper()
-	s.waitFor("ingestion to go on while Redis is "+state, loadTimeout, func() (bool, string) {
+	wait.For(s.t, loadTimeout, "ingestion to go on while Redis is "+state, func() (bool, string) {
 		if !c.running() {
 			t.Fatalf("%s exited (%s)", c.name, c.cmd.ProcessState)
 		}
@@ -288,7 +289,7 @@ func TestPostgresRestart(t *testing.T) {
 	t.Logf("Postgres stopped (immediate, a crash) at %d users", n)
 
 	// The consumer notices, keeps its messages unacked and backs off.
-	s.waitFor("the consumer to retry the store", loadTimeout, func() (bool, string) {
+	wait.For(s.t, loadTimeout, "the consumer to retry the store", func() (bool, string) {
 		if !c.running() {
 			t.Fatalf("%s exited while Postgres was down (%s)", c.name, c.cmd.ProcessState)
 		}
@@ -305,7 +306,7 @@ func TestPostgresRestart(t *testing.T) {
 	// The rate is measured over two seconds of outage: in the first few
 	// hundred milliseconds even a correct backoff (each worker retrying
 	// after 50-100 ms, then 100-200 ms, ...) looks like a high rate.
-	s.waitFor("two seconds of outage", loadTimeout, func() (bool, string) {
+	wait.For(s.t, loadTimeout, "two seconds of outage", func() (bool, string) {
 		return time.Since(down) >= 2*time.Second, time.Since(down).Round(time.Millisecond).String()
 	})
 	retries := c.metric("viswals_store_retries_total")
@@ -332,7 +333,7 @@ func TestPoisonMessages(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, stackOptions{})
 	c := s.startConsumer()
-	s.waitFor("the consumer to declare the queues", startTimeout, func() (bool, string) {
+	wait.For(s.t, startTimeout, "the consumer to declare the queues", func() (bool, string) {
 		_, consumers := s.queueInfo(s.queue)
 		return consumers > 0, fmt.Sprintf("%d consumers", consumers)
 	})
@@ -431,7 +432,7 @@ func TestPoisonMessages(t *testing.T) {
 	for id, u := range fixed {
 		want[id] = u
 	}
-	s.waitFor("the replayed poison to be dead-lettered again", loadTimeout, func() (bool, string) {
+	wait.For(s.t, loadTimeout, "the replayed poison to be dead-lettered again", func() (bool, string) {
 		n := s.queueMessages(s.queue + ".dlq")
 		return n == len(poison), fmt.Sprintf("%d dead letters", n)
 	})

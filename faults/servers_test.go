@@ -19,6 +19,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/viswals/viswals/internal/wait"
 )
 
 // ---- PostgreSQL ----
@@ -194,20 +196,20 @@ func (r *redisServer) start() error {
 	r.p = p
 	client := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.port), MaxRetries: -1})
 	defer client.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	err = wait.Poll(30*time.Second, fmt.Sprintf("redis-server to answer PING on port %d", r.port), func() (bool, string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
 		err := client.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return nil
+		if err != nil && !p.running() {
+			return false, "", errors.New("redis-server exited")
 		}
-		if !p.running() || time.Now().After(deadline) {
-			p.stop()
-			return fmt.Errorf("redis-server did not answer on port %d: %v\n%s", r.port, err, p.tail(20))
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval
+		return err == nil, fmt.Sprint(err), nil
+	})
+	if err != nil {
+		p.stop()
+		return fmt.Errorf("%w\n%s", err, p.tail(20))
 	}
+	return nil
 }
 
 // kill kills the server with SIGKILL: a crash, the cache is gone.
@@ -323,21 +325,25 @@ func (n *rabbitNode) url() string { return fmt.Sprintf("amqp://guest:guest@127.0
 
 // waitAMQP polls until the node accepts an AMQP connection.
 func (n *rabbitNode) waitAMQP(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
+	exited := errors.New("it exited while starting")
+	err := wait.Poll(timeout, fmt.Sprintf("RabbitMQ node %s to accept AMQP on port %d", n.node, n.port), func() (bool, string, error) {
 		conn, err := amqp.DialConfig(n.url(), amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
 		if err == nil {
 			conn.Close()
-			return nil
+			return true, "", nil
 		}
 		if !n.p.running() {
-			return fmt.Errorf("RabbitMQ node %s exited while starting:\n%s\n%s", n.node, n.p.tail(30), n.logTail(30))
+			return false, "", exited
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("RabbitMQ node %s did not accept AMQP on port %d within %s: %v\n%s", n.node, n.port, timeout, err, n.logTail(30))
-		}
-		time.Sleep(200 * time.Millisecond) // polling interval
+		return false, err.Error(), nil
+	})
+	switch {
+	case errors.Is(err, exited):
+		return fmt.Errorf("%w:\n%s\n%s", err, n.p.tail(30), n.logTail(30))
+	case err != nil:
+		return fmt.Errorf("%w\n%s", err, n.logTail(30))
 	}
+	return nil
 }
 
 func (n *rabbitNode) logTail(lines int) string {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/viswals/viswals"
 	"github.com/viswals/viswals/emailcrypt"
+	"github.com/viswals/viswals/internal/wait"
 	"github.com/viswals/viswals/rediscache"
 )
 
@@ -226,7 +227,7 @@ func (s *stack) startConsumer() *consumer {
 		"MIGRATE_DB=true",
 		"LOG_LEVEL=info",
 	})
-	s.waitFor("consumer "+c.name+" to serve /healthz", startTimeout, func() (bool, string) {
+	wait.For(s.t, startTimeout, "consumer "+c.name+" to serve /healthz", func() (bool, string) {
 		if !c.running() {
 			s.t.Fatalf("%s exited while starting (%s)", c.name, c.cmd.ProcessState)
 		}
@@ -351,23 +352,6 @@ func (s *stack) waitProducer(p *proc) {
 	}
 }
 
-// waitFor polls cond until it holds, failing the test after timeout with
-// what cond last reported.
-func (s *stack) waitFor(what string, timeout time.Duration, cond func() (bool, string)) {
-	s.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, last)
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
 // rowCount counts the users table (0 while it does not exist yet).
 func (s *stack) rowCount() (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -387,7 +371,7 @@ func (s *stack) rowCount() (int, error) {
 func (s *stack) waitRows(n int, alive ...*consumer) int {
 	s.t.Helper()
 	var got int
-	s.waitFor(fmt.Sprintf("at least %d users in the table", n), loadTimeout, func() (bool, string) {
+	wait.For(s.t, loadTimeout, fmt.Sprintf("at least %d users in the table", n), func() (bool, string) {
 		for _, c := range alive {
 			if !c.running() {
 				s.t.Fatalf("%s exited (%s)", c.name, c.cmd.ProcessState)
@@ -407,7 +391,7 @@ func (s *stack) waitRows(n int, alive ...*consumer) int {
 func (s *stack) waitExact(want map[int64]wantUser, alive ...*consumer) {
 	s.t.Helper()
 	var lastCompare time.Time
-	s.waitFor("the users table to equal the input's valid rows", loadTimeout, func() (bool, string) {
+	wait.For(s.t, loadTimeout, "the users table to equal the input's valid rows", func() (bool, string) {
 		for _, c := range alive {
 			if !c.running() {
 				s.t.Fatalf("%s exited (%s)", c.name, c.cmd.ProcessState)
@@ -452,7 +436,7 @@ func (s *stack) assertExact(want map[int64]wantUser) {
 // waitDrained waits until the queue holds nothing, ready or unacked.
 func (s *stack) waitDrained() {
 	s.t.Helper()
-	s.waitFor("queue "+s.queue+" to be empty (ready and unacked)", loadTimeout, func() (bool, string) {
+	wait.For(s.t, loadTimeout, "queue "+s.queue+" to be empty (ready and unacked)", func() (bool, string) {
 		ready, unacked, err := s.rabbit.queueDepth(s.queue)
 		return err == nil && ready == 0 && unacked == 0, fmt.Sprintf("ready=%d unacked=%d err=%v", ready, unacked, err)
 	})
@@ -520,7 +504,7 @@ func (s *stack) checkCache(want map[int64]wantUser) int {
 func (s *stack) waitCacheCurrent(want map[int64]wantUser) {
 	s.t.Helper()
 	var last time.Time
-	s.waitFor("every cached user to be current", startTimeout, func() (bool, string) {
+	wait.For(s.t, startTimeout, "every cached user to be current", func() (bool, string) {
 		if time.Since(last) < time.Second {
 			return false, "(scanned less than a second ago)"
 		}

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/viswals/viswals/internal/testenv"
+	"github.com/viswals/viswals/internal/wait"
 )
 
 // TestBrowserLivePage drives the live page in headless Chromium: the
@@ -44,20 +46,13 @@ func TestBrowserLivePage(t *testing.T) {
 	// waitJS polls a JavaScript condition in the page.
 	waitJS := func(what, cond string) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		wait.For(t, 20*time.Second, what, func() (bool, string) {
 			ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](cond))
 			if err != nil {
 				t.Fatalf("%s: %v", what, err)
 			}
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 20s (state %q, count %q)", what, text("#state"), text("#count"))
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return ok, fmt.Sprintf("state %q, count %q", text("#state"), text("#count"))
+		})
 	}
 	rowIDs := `Array.from(document.querySelectorAll('#rows tr')).map(tr => tr.dataset.id).sort().join(',')`
 

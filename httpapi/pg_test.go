@@ -32,6 +32,7 @@ import (
 	"github.com/viswals/viswals/httpapi"
 	"github.com/viswals/viswals/httpapi/internal/ssetest"
 	"github.com/viswals/viswals/internal/testenv"
+	"github.com/viswals/viswals/internal/wait"
 	"github.com/viswals/viswals/postgres"
 	"github.com/viswals/viswals/postgres/pgtest"
 	"github.com/viswals/viswals/rediscache"
@@ -403,11 +404,11 @@ func TestPGSSEOutOfOrderCommit(t *testing.T) {
 		defer close(slowDone)
 		e.put(t, user(5, "A", "Slow"), user(10, "A", "Slow"))
 	}()
-	waitFor(t, func() bool {
+	wait.For(t, 30*time.Second, "the slow writer to wait for the lock on user 10", func() (bool, string) {
 		var waiting int
-		conn.QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
 			WHERE NOT l.granted AND a.datname = current_database()`).Scan(&waiting)
-		return waiting > 0
+		return waiting > 0, fmt.Sprintf("%d waiting locks (%v)", waiting, err)
 	})
 	// Fast: a later transaction that commits first.
 	e.put(t, user(20, "A", "Fast"))
@@ -501,17 +502,6 @@ func TestPGLiveLatency(t *testing.T) {
 		if limit, err := time.ParseDuration(s); err != nil || p99 > limit {
 			t.Errorf("p99 %v > HTTPAPI_MAX_P99 %s", p99, s)
 		}
-	}
-}
-
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 30s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/viswals/viswals"
 	"github.com/viswals/viswals/changefeed"
+	"github.com/viswals/viswals/internal/wait"
 )
 
 func TestSSESnapshotThenLive(t *testing.T) {
@@ -307,22 +309,13 @@ func TestSSENoLeaks(t *testing.T) {
 		c.Close()
 	}
 	// The hub stops reading once every stream is gone.
-	waitFor(t, func() bool { return e.feed.Streams() == 0 })
+	wait.For(t, 5*time.Second, "the hub to have no stream", func() (bool, string) {
+		n := e.feed.Streams()
+		return n == 0, fmt.Sprintf("%d streams", n)
+	})
 	e.stop()
 	http.DefaultClient.CloseIdleConnections()
 	goleak.VerifyNone(t, ignore)
-}
-
-// waitFor polls cond until it holds, failing after a deadline.
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func TestSSECursorShape(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/viswals/viswals/internal/wait"
 )
 
 func TestAnalyzeIfStale(t *testing.T) {
@@ -19,11 +21,11 @@ func TestAnalyzeIfStale(t *testing.T) {
 	_, _, err = s.UpsertBatch(ctx, benchUsers(0, 1))
 	require.NoError(t, err)
 	// The server publishes its change counters within about a second.
-	require.Eventually(t, func() bool {
+	wait.Until(t, 15*time.Second, "1000 new rows in a table never analyzed to trigger ANALYZE", func() bool {
 		did, err := s.AnalyzeIfStale(ctx, 500, false)
 		require.NoError(t, err)
 		return did
-	}, 15*time.Second, 200*time.Millisecond, "1000 new rows in a table never analyzed should trigger ANALYZE")
+	})
 	did, err = s.AnalyzeIfStale(ctx, 500, true)
 	require.NoError(t, err)
 	require.False(t, did, "just analyzed")

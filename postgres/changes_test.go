@@ -2,12 +2,14 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/internal/wait"
 	"github.com/viswals/viswals/postgres"
 )
 
@@ -50,9 +52,9 @@ func TestChanges_OrderAndHorizon(t *testing.T) {
 	require.Less(t, x2, x3)
 
 	want := []viswals.Pos{{Xid: x1, ID: 2}, {Xid: x2, ID: 1}, {Xid: x3, ID: 5}}
-	waitFor(t, func() bool {
-		got, _ := changesFrom(t, s, viswals.Filter{}, viswals.Pos{}, 2)
-		return len(got) == 3
+	wait.For(t, horizonWait, "the 3 changes to be readable", func() (bool, string) {
+		got, horizon := changesFrom(t, s, viswals.Filter{}, viswals.Pos{}, 2)
+		return len(got) == 3, fmt.Sprintf("%d changes, horizon %d", len(got), horizon)
 	})
 	for _, limit := range []int{1, 2, 10} {
 		got, horizon := changesFrom(t, s, viswals.Filter{}, viswals.Pos{}, limit)
@@ -113,9 +115,10 @@ func TestChanges_LateCommitIsNotSkipped(t *testing.T) {
 
 	// Now A's change comes first, then B's: nothing skipped.
 	var all []change
-	waitFor(t, func() bool {
-		all, _ = changesFrom(t, s, viswals.Filter{}, viswals.Pos{}, 10)
-		return len(all) == 2
+	wait.For(t, horizonWait, "A's and B's changes to be readable", func() (bool, string) {
+		var horizon uint64
+		all, horizon = changesFrom(t, s, viswals.Filter{}, viswals.Pos{}, 10)
+		return len(all) == 2, fmt.Sprintf("%d changes, horizon %d", len(all), horizon)
 	})
 	require.Equal(t, int64(100), all[0].u.ID)
 	require.Equal(t, xidA, all[0].pos.Xid)
@@ -152,7 +155,7 @@ func TestSnapshotThenLive(t *testing.T) {
 	require.Equal(t, []int64{2}, snapshotIDs)
 
 	var live []int64
-	waitFor(t, func() bool {
+	wait.For(t, horizonWait, "the 2 changes after the snapshot to be readable", func() (bool, string) {
 		live = nil
 		got, _ := changesFrom(t, s, viswals.Filter{}, viswals.Pos{Xid: snap.Xmin}, 10)
 		for _, c := range got {
@@ -160,7 +163,7 @@ func TestSnapshotThenLive(t *testing.T) {
 				live = append(live, c.u.ID)
 			}
 		}
-		return len(live) == 2
+		return len(live) == 2, fmt.Sprintf("live %v", live)
 	})
 	require.Equal(t, []int64{1, 3}, live)
 }
@@ -214,19 +217,10 @@ func emailOf(u viswals.SealedUser) string {
 	return ""
 }
 
-// waitFor polls cond until it holds, for up to 10 s. Other tests' (and
-// other packages') transactions on the same server may hold the
-// changefeed horizon back for a moment.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// horizonWait bounds the wait for committed changes to be readable: other
+// tests' (and other packages') transactions on the same server may hold
+// the changefeed horizon back for a moment.
+const horizonWait = 10 * time.Second
 
 // A snapshot that did not come from Postgres (say, decoded from a
 // client's cursor by other means) and that Postgres cannot read is refused

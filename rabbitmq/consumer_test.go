@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/viswals/viswals/internal/wait"
 	"github.com/viswals/viswals/rabbitmq"
 	"github.com/viswals/viswals/rabbitmq/rmqtest"
 )
@@ -61,7 +62,7 @@ func TestConsumerAcksOnlyAfterHandlerReturns(t *testing.T) {
 	assert.Equal(t, 1, consumers)
 
 	close(release)
-	waitFor(t, "both handled", func() bool { return calls.Load() == 2 })
+	wait.Until(t, waitTimeout, "both handled", func() bool { return calls.Load() == 2 })
 	require.NoError(t, stop())
 	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout) // acked: closing did not requeue them
 	assert.Equal(t, int32(2), calls.Load())
@@ -188,11 +189,11 @@ func TestConsumerRequeuesWhenDeadLetterFails(t *testing.T) {
 		}
 		return rabbitmq.Ack{}
 	})
-	waitFor(t, "the consumer to connect", c.Connected)
+	wait.Until(t, waitTimeout, "the consumer to connect", c.Connected)
 	_, err := channel(t, url).QueueDelete(rabbitmq.DLQName(queue), false, false, false)
 	require.NoError(t, err)
 	rmqtest.Publish(t, url, queue, textMessages(1)...)
-	waitFor(t, "redelivery", func() bool { mu.Lock(); defer mu.Unlock(); return len(redelivered) == 2 })
+	wait.Until(t, waitTimeout, "redelivery", func() bool { mu.Lock(); defer mu.Unlock(); return len(redelivered) == 2 })
 	require.NoError(t, stop())
 	assert.Equal(t, []bool{false, true}, redelivered)
 	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout)
@@ -216,7 +217,7 @@ func TestConsumerRequeue(t *testing.T) {
 		}
 		return rabbitmq.Ack{}
 	})
-	waitFor(t, "redelivery", func() bool { mu.Lock(); defer mu.Unlock(); return len(redelivered) == 2 })
+	wait.Until(t, waitTimeout, "redelivery", func() bool { mu.Lock(); defer mu.Unlock(); return len(redelivered) == 2 })
 	require.NoError(t, stop())
 	assert.Equal(t, []bool{false, true}, redelivered)
 	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout)
@@ -245,7 +246,7 @@ func TestConsumerGracefulShutdown(t *testing.T) {
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
 	// Run must wait for the handler: it cannot return before release.
-	waitFor(t, "consumer cancelled", func() bool { _, consumers := rmqtest.Messages(t, url, queue); return consumers == 0 })
+	wait.Until(t, waitTimeout, "consumer cancelled", func() bool { _, consumers := rmqtest.Messages(t, url, queue); return consumers == 0 })
 	select {
 	case err := <-stopped:
 		t.Fatalf("Run returned (%v) while a handler was in flight", err)
@@ -298,7 +299,7 @@ func TestConsumerReconnects(t *testing.T) {
 		}
 		return rabbitmq.Ack{}
 	})
-	waitFor(t, "all messages handled", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == n })
+	wait.Until(t, waitTimeout, "all messages handled", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == n })
 	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout)
 	require.NoError(t, stop())
 	assert.GreaterOrEqual(t, rabbitmq.Sessions(c), uint64(3))
@@ -321,10 +322,10 @@ func TestConsumerWaitsForBroker(t *testing.T) {
 		return rabbitmq.Ack{}
 	})
 	proxy.Down(false)
-	waitFor(t, "messages handled", func() bool { return calls.Load() == 5 })
+	wait.Until(t, waitTimeout, "messages handled", func() bool { return calls.Load() == 5 })
 	proxy.Cut()
 	rmqtest.Publish(t, url, queue, textMessages(5)...)
-	waitFor(t, "messages handled after a cut", func() bool { return calls.Load() >= 10 })
+	wait.Until(t, waitTimeout, "messages handled after a cut", func() bool { return calls.Load() >= 10 })
 	require.NoError(t, stop())
 }
 
@@ -346,15 +347,15 @@ func TestConsumerRetriesRefusalOnceConnected(t *testing.T) {
 		calls.Add(1)
 		return rabbitmq.Ack{}
 	})
-	waitFor(t, "messages handled", func() bool { return calls.Load() == 5 })
+	wait.Until(t, waitTimeout, "messages handled", func() bool { return calls.Load() == 5 })
 
 	before := proxy.Accepted()
 	user.Delete()
 	proxy.Cut() // in case the broker keeps the deleted user's connection
-	waitFor(t, "two refused reconnections", func() bool { return proxy.Accepted() >= before+2 })
+	wait.Until(t, waitTimeout, "two refused reconnections", func() bool { return proxy.Accepted() >= before+2 })
 	rmqtest.Publish(t, url, queue, textMessages(5)...)
 	user.Add()
-	waitFor(t, "messages handled once the user is back", func() bool { return calls.Load() >= 10 })
+	wait.Until(t, waitTimeout, "messages handled once the user is back", func() bool { return calls.Load() >= 10 })
 	require.NoError(t, stop())
 }
 
@@ -410,7 +411,7 @@ func TestCompetingConsumersOneDies(t *testing.T) {
 		t.Fatal("consumer A never handled 50 messages")
 	}
 	require.NoError(t, stopA())
-	waitFor(t, "all messages handled", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == n })
+	wait.Until(t, waitTimeout, "all messages handled", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == n })
 	require.NoError(t, stopB())
 	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout)
 }
@@ -441,7 +442,7 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 		return got.handler(t)(ctx, d)
 	})
 	rmqtest.WaitMessages(t, url, rabbitmq.DLQName(queue), 4, waitTimeout)
-	waitFor(t, "good batch handled", func() bool { return got.distinct() == 3 })
+	wait.Until(t, waitTimeout, "good batch handled", func() bool { return got.distinct() == 3 })
 	require.NoError(t, stop())
 	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout)
 

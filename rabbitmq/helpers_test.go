@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/require"
-
 	"github.com/viswals/viswals"
 	"github.com/viswals/viswals/rabbitmq"
 )
@@ -99,10 +97,4 @@ func (s *idSet) distinct() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.seen)
-}
-
-// waitFor polls cond until it holds, failing the test after waitTimeout.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	require.Eventually(t, cond, waitTimeout, 10*time.Millisecond, what)
 }

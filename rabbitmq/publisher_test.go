@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/internal/wait"
 	"github.com/viswals/viswals/rabbitmq"
 	"github.com/viswals/viswals/rabbitmq/rmqtest"
 )
@@ -77,7 +78,7 @@ func TestPublishTenThousandUsers(t *testing.T) {
 	got := newIDSet()
 	c := rabbitmq.NewConsumer(url, queue, rabbitmq.ConsumerOptions{Logger: testLogger(t), Workers: 4})
 	stop := runConsumer(t, c, got.handler(t))
-	waitFor(t, "all users consumed", func() bool { return got.distinct() == users })
+	wait.Until(t, waitTimeout, "all users consumed", func() bool { return got.distinct() == users })
 	require.NoError(t, stop())
 	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout)
 	assert.Equal(t, msgs, got.messages, "each message exactly once")
@@ -153,7 +154,7 @@ func TestPublisherRepublishesAfterConnectionLoss(t *testing.T) {
 
 	got := newIDSet()
 	stop := runConsumer(t, rabbitmq.NewConsumer(url, queue, rabbitmq.ConsumerOptions{Logger: testLogger(t)}), got.handler(t))
-	waitFor(t, "all users consumed", func() bool { return got.distinct() == users })
+	wait.Until(t, waitTimeout, "all users consumed", func() bool { return got.distinct() == users })
 	require.NoError(t, stop())
 	rmqtest.WaitMessages(t, url, queue, 0, waitTimeout)
 }
@@ -176,7 +177,7 @@ func TestPublisherRetriesRefusalOnceConnected(t *testing.T) {
 	proxy.Cut()
 	// Publishing now needs a connection: the publisher keeps trying.
 	done := publishInBackground(p, 101, 200)
-	waitFor(t, "two refused reconnections", func() bool { return proxy.Accepted() >= before+2 })
+	wait.Until(t, waitTimeout, "two refused reconnections", func() bool { return proxy.Accepted() >= before+2 })
 	user.Add()
 	select {
 	case err := <-done:
@@ -231,7 +232,7 @@ func TestPublisherWaitsForBrokerToReturn(t *testing.T) {
 	}
 	got := newIDSet()
 	stop := runConsumer(t, rabbitmq.NewConsumer(url, queue, rabbitmq.ConsumerOptions{Logger: testLogger(t)}), got.handler(t))
-	waitFor(t, "all users consumed", func() bool { return got.distinct() == 200 })
+	wait.Until(t, waitTimeout, "all users consumed", func() bool { return got.distinct() == 200 })
 	require.NoError(t, stop())
 }
 

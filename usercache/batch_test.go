@@ -3,6 +3,7 @@ package usercache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/internal/wait"
 )
 
 // slowBatchCache is a BatchCache whose round trips take a while, so that
@@ -90,7 +92,11 @@ func TestBatcherCancelAndShortReply(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { _, err := b.get(ctx, 1); errc <- err }()
-	waitFor(t, func() bool { cache.mu.Lock(); defer cache.mu.Unlock(); return cache.calls == 1 })
+	wait.For(t, 5*time.Second, "the round trip to be out", func() (bool, string) {
+		cache.mu.Lock()
+		defer cache.mu.Unlock()
+		return cache.calls == 1, fmt.Sprintf("%d calls", cache.calls)
+	})
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled get: %v", err)
@@ -105,17 +111,9 @@ func TestBatcherCancelAndShortReply(t *testing.T) {
 	if _, err := b.get(context.Background(), 1); viswals.ErrorCode(err) != viswals.EINTERNAL {
 		t.Fatalf("short reply: %v", err)
 	}
-	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.inflight == 0 })
-}
-
-// waitFor polls cond until it holds, failing after a deadline.
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	wait.For(t, 5*time.Second, "no round trip in flight", func() (bool, string) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.inflight == 0, fmt.Sprintf("%d in flight", b.inflight)
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/viswals/viswals/internal/testenv"
+	"github.com/viswals/viswals/internal/wait"
 )
 
 // TestBrowserShowsUsersLoadedByTheProducer opens the live page of a running
@@ -36,7 +37,7 @@ func TestBrowserShowsUsersLoadedByTheProducer(t *testing.T) {
 
 	waitJS := func(what, cond string) {
 		t.Helper()
-		waitFor(t, 30*time.Second, what, func() bool {
+		wait.Until(t, 30*time.Second, what, func() bool {
 			ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](cond))
 			require.NoError(t, err, what)
 			return ok

@@ -29,6 +29,7 @@ import (
 	"github.com/viswals/viswals"
 	"github.com/viswals/viswals/emailcrypt"
 	"github.com/viswals/viswals/internal/testenv"
+	"github.com/viswals/viswals/internal/wait"
 	"github.com/viswals/viswals/postgres/pgtest"
 	"github.com/viswals/viswals/rabbitmq"
 	"github.com/viswals/viswals/rabbitmq/rmqtest"
@@ -170,7 +171,7 @@ func (e *testEnv) startConsumer(t *testing.T) string {
 		}
 	})
 	base := "http://" + addr
-	waitFor(t, 30*time.Second, "consumer /healthz", func() bool {
+	wait.For(t, 30*time.Second, "consumer /healthz", func() (bool, string) {
 		select {
 		case err := <-done:
 			t.Fatalf("consumer exited early: %v\n%s", err, logs.String())
@@ -178,10 +179,10 @@ func (e *testEnv) startConsumer(t *testing.T) string {
 		}
 		resp, err := http.Get(base + "/healthz")
 		if err != nil {
-			return false
+			return false, err.Error()
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return resp.StatusCode == http.StatusOK, resp.Status
 	})
 	return base
 }
@@ -211,15 +212,13 @@ func (e *testEnv) produce(t *testing.T, path string, args ...string) string {
 	return stdout.String()
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+// waitIngested waits until the consumer at base has ingested at least n rows.
+func waitIngested(t *testing.T, base, what string, n float64) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.For(t, 30*time.Second, what, func() (bool, string) {
+		got := ingested(t, base)
+		return got >= n, fmt.Sprintf("%v rows ingested, want %v", got, n)
+	})
 }
 
 // ingested reads the consumer's rows-ingested counter from /metrics.
@@ -301,7 +300,7 @@ func TestEndToEnd(t *testing.T) {
 		assert.Contains(t, string(rejects), line, "rejects file lacks line %s", strings.TrimSpace(line))
 	}
 
-	waitFor(t, 30*time.Second, "6 rows ingested", func() bool { return ingested(t, base) >= 6 })
+	waitIngested(t, base, "6 rows ingested", 6)
 	first := readTable(t, e)
 	expected := want()
 	require.Len(t, first, len(expected))
@@ -325,7 +324,7 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("loading the same file again changes nothing", func(t *testing.T) {
 		e.produce(t, path)
-		waitFor(t, 30*time.Second, "second load ingested", func() bool { return ingested(t, base) >= 12 })
+		waitIngested(t, base, "second load ingested", 12)
 		second := readTable(t, e)
 		require.Len(t, second, len(first))
 		for id, r := range first {
@@ -347,7 +346,7 @@ func TestEndToEnd(t *testing.T) {
 		require.NoError(t, err)
 		before := ingested(t, base)
 		rmqtest.Publish(t, e.rabbit, e.queue, amqp.Publishing{ContentType: rabbitmq.ContentTypeGob, Body: body, DeliveryMode: amqp.Persistent})
-		waitFor(t, 30*time.Second, "stale batch consumed", func() bool { return ingested(t, base) >= before+1 })
+		waitIngested(t, base, "stale batch consumed", before+1)
 		after := readTable(t, e)
 		assert.Equal(t, first, after)
 	})

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/viswals/viswals/internal/testenv"
+	"github.com/viswals/viswals/internal/wait"
 )
 
 // DefaultURL is the broker used when RABBITMQ_TEST_URL is not set.
@@ -100,17 +102,10 @@ func Messages(t testing.TB, url, queue string) (ready, consumers int) {
 // test after timeout.
 func WaitMessages(t testing.TB, url, queue string, want int, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	wait.For(t, timeout, fmt.Sprintf("queue %q to hold %d ready messages", queue, want), func() (bool, string) {
 		got, _ := Messages(t, url, queue)
-		if got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("queue %q holds %d ready messages after %s, want %d", queue, got, timeout, want)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
+		return got == want, fmt.Sprintf("%d ready", got)
+	})
 }
 
 // Publish publishes raw messages straight to queue through the default
