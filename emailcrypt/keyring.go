@@ -32,8 +32,9 @@ const DefaultKeyID = "v1"
 // configuring. The cursor key's label predates this package deriving it;
 // it is kept so that cursors handed out earlier stay valid.
 const (
-	hashInfo   = "viswals email hash v1"
-	cursorInfo = "viswals httpapi cursor v1"
+	hashInfo    = "viswals email hash v1"
+	cursorInfo  = "viswals httpapi cursor v1"
+	sessionInfo = "viswals session v1"
 )
 
 // maxKeyIDLen bounds key ids; they are repeated in every sealed email.
@@ -51,10 +52,11 @@ var ErrDecrypt = errors.New("emailcrypt: cannot decrypt email")
 // Keyring encrypts with its primary key and decrypts with any of its keys.
 // It is safe for concurrent use.
 type Keyring struct {
-	primary   string
-	keys      map[string]key
-	hashes    sync.Pool // of hash.Hash keyed with the hash subkey
-	cursorKey []byte
+	primary    string
+	keys       map[string]key
+	hashes     sync.Pool // of hash.Hash keyed with the hash subkey
+	cursorKey  []byte
+	sessionKey []byte
 }
 
 // key is one key of the ring, prepared once: AES key expansion is costly,
@@ -104,6 +106,9 @@ func NewKeyring(primaryID string, keys map[string][]byte) (*Keyring, error) {
 	if k.cursorKey, err = subkey(keys[primaryID], cursorInfo); err != nil {
 		return nil, fmt.Errorf("emailcrypt: derive cursor key: %w", err)
 	}
+	if k.sessionKey, err = subkey(keys[primaryID], sessionInfo); err != nil {
+		return nil, fmt.Errorf("emailcrypt: derive session key: %w", err)
+	}
 	return k, nil
 }
 
@@ -117,6 +122,12 @@ func subkey(secret []byte, info string) ([]byte, error) {
 // process with the same keys signs alike, and a cursor reveals nothing
 // about the key.
 func (k *Keyring) CursorKey() []byte { return k.cursorKey }
+
+// SessionKey returns the key that signs the web page's session cookies.
+// Like CursorKey it is derived from the primary key: every process with
+// the same keys accepts the others' sessions, and rotating the primary key
+// ends every session.
+func (k *Keyring) SessionKey() []byte { return k.sessionKey }
 
 func validKeyID(id string) bool {
 	if id == "" || len(id) > maxKeyIDLen {

@@ -367,3 +367,27 @@ func TestCursorKey(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, k.CursorKey(), rotated.CursorKey(), "derived from the primary key")
 }
+
+// The session key is its own subkey: it differs from the cursor and hash
+// keys, per key, and follows the primary key.
+func TestSessionKey(t *testing.T) {
+	t.Parallel()
+	k := newRing(t)
+	want, err := hkdf.Key(sha256.New, testKey, nil, "viswals session v1", 32)
+	require.NoError(t, err)
+	assert.Equal(t, want, k.SessionKey())
+	assert.Equal(t, k.SessionKey(), newRing(t).SessionKey(), "every process with the key derives the same")
+
+	hashKey, err := subkey(testKey, hashInfo)
+	require.NoError(t, err)
+	assert.NotEqual(t, hashKey, k.SessionKey())
+	assert.NotEqual(t, k.CursorKey(), k.SessionKey())
+	assert.NotEqual(t, testKey, k.SessionKey())
+
+	other, err := New(otherKey())
+	require.NoError(t, err)
+	assert.NotEqual(t, k.SessionKey(), other.SessionKey())
+	rotated, err := NewKeyring("v2", map[string][]byte{"v1": otherKey(), "v2": testKey})
+	require.NoError(t, err)
+	assert.Equal(t, k.SessionKey(), rotated.SessionKey(), "derived from the primary key")
+}
