@@ -20,8 +20,14 @@ import (
 )
 
 // sseBaseID is the first id of the users the SSE rounds commit, above any
-// loaded id.
-const sseBaseID = int64(2_000_000_000)
+// loaded id; sseWarmID, just below it, is the warm-up user's.
+const (
+	sseBaseID = int64(2_000_000_000)
+	sseWarmID = sseBaseID - 1
+)
+
+// sseLiveTimeout bounds the wait for every stream to reach its live phase.
+const sseLiveTimeout = time.Minute
 
 // SSEResult is the live delivery of committed users to many subscribers.
 type SSEResult struct {
@@ -34,9 +40,11 @@ type SSEResult struct {
 
 // sse opens cfg.SSESubs streams of GET /users/sse filtered on a first name
 // no loaded user has (so the snapshot is empty and the streams go live),
-// then commits cfg.SSERounds batches of cfg.SSEBatch users with that name
-// straight through the store, as the consumer does, and measures when
-// each user reaches each stream against the time its commit returned.
+// then commits one warm-up user and waits until every stream has it: each
+// stream took its snapshot when it opened, so it gets that user in its live
+// phase. Then it commits cfg.SSERounds batches of cfg.SSEBatch users with
+// that name straight through the store, as the consumer does, and measures
+// when each user reaches each stream against the time its commit returned.
 func (h *harness) sse(ctx context.Context, cons *consumer, cfg Config) (SSEResult, error) {
 	res := SSEResult{Subscribers: cfg.SSESubs, Expected: cfg.SSESubs * cfg.SSERounds * cfg.SSEBatch}
 	key, err := emailcrypt.ParseKey(cons.key)
@@ -74,6 +82,12 @@ func (h *harness) sse(ctx context.Context, cons *consumer, cfg Config) (SSEResul
 	var finished sync.WaitGroup
 	finished.Add(cfg.SSESubs)
 	go func() { finished.Wait(); close(allDone) }()
+	// Every stream counts itself once: when it gets the warm-up user, or
+	// when it ends before that (it is no longer awaited).
+	allLive := make(chan struct{})
+	var live sync.WaitGroup
+	live.Add(cfg.SSESubs)
+	go func() { live.Wait(); close(allLive) }()
 
 	// Open the streams, 100 at a time.
 	start := time.Now()
@@ -93,7 +107,13 @@ func (h *harness) sse(ctx context.Context, cons *consumer, cfg Config) (SSEResul
 			}
 			wg.Go(func() {
 				defer resp.Body.Close()
-				got := 0
+				got, counted := 0, false
+				countLive := func() {
+					if !counted {
+						counted = true
+						live.Done()
+					}
+				}
 				r := bufio.NewReaderSize(resp.Body, 16<<10)
 				for {
 					line, err := r.ReadSlice('\n')
@@ -104,13 +124,16 @@ func (h *harness) sse(ctx context.Context, cons *consumer, cfg Config) (SSEResul
 							mu.Unlock()
 							finished.Done()
 						}
+						countLive()
 						return
 					}
 					if !bytes.HasPrefix(line, []byte("data:")) {
 						continue
 					}
 					now := time.Now()
-					if id, ok := jsonID(line); ok {
+					if id, ok := jsonID(line); ok && id == sseWarmID {
+						countLive()
+					} else if ok {
 						arrivals[i] = append(arrivals[i], arrival{id, now})
 						if got++; got == want {
 							finished.Done()
@@ -125,25 +148,48 @@ func (h *harness) sse(ctx context.Context, cons *consumer, cfg Config) (SSEResul
 		return res, err
 	}
 	res.ConnectSeconds = time.Since(start).Seconds()
-	// Let every stream send its (empty) snapshot and go live.
-	time.Sleep(time.Second)
 
-	commits := map[int64]time.Time{}
-	for round := range cfg.SSERounds {
-		batch := make([]viswals.SealedUser, cfg.SSEBatch)
-		for i := range batch {
-			id := sseBaseID + int64(round*cfg.SSEBatch+i)
+	// commit writes users ids[0].. with the marker name in one transaction.
+	commit := func(ids ...int64) ([]viswals.SealedUser, error) {
+		batch := make([]viswals.SealedUser, len(ids))
+		var err error
+		for i, id := range ids {
 			rec := viswals.Record{
 				User: viswals.User{ID: id, FirstName: marker, LastName: "Live",
 					Email: fmt.Sprintf("sse.%d@example.com", id), CreatedAt: time.Now().UTC().Truncate(time.Millisecond)},
 				Version: viswals.Version{Load: time.Now().UnixNano(), Line: int64(i + 1)},
 			}
 			if batch[i], err = keys.Seal(rec); err != nil {
-				return res, err
+				return nil, err
 			}
 		}
 		if _, _, err := store.UpsertBatch(ctx, batch); err != nil {
-			return res, fmt.Errorf("commit SSE batch: %w", err)
+			return nil, fmt.Errorf("commit SSE batch: %w", err)
+		}
+		return batch, nil
+	}
+
+	// Every stream is live once it has the warm-up user.
+	if _, err := commit(sseWarmID); err != nil {
+		return res, err
+	}
+	select {
+	case <-allLive:
+	case <-time.After(sseLiveTimeout):
+		return res, fmt.Errorf("not every SSE stream got the warm-up user within %s", sseLiveTimeout)
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+
+	commits := map[int64]time.Time{}
+	for round := range cfg.SSERounds {
+		ids := make([]int64, cfg.SSEBatch)
+		for i := range ids {
+			ids[i] = sseBaseID + int64(round*cfg.SSEBatch+i)
+		}
+		batch, err := commit(ids...)
+		if err != nil {
+			return res, err
 		}
 		at := time.Now()
 		for _, u := range batch {
