@@ -28,6 +28,9 @@ import (
 // subcommand; without one it serves.
 func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) error {
 	cmd := "serve"
+	if len(args) > 0 && args[0] == "apikey" {
+		return runAPIKey(args[1:], stdout, stderr) // needs no configuration
+	}
 	if len(args) > 0 && (args[0] == "serve" || args[0] == "dlq" || args[0] == "healthcheck") {
 		cmd, args = args[0], args[1:]
 	}
