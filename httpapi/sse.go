@@ -84,7 +84,7 @@ type sseWriter struct {
 	keys    Opener
 	opts    SSEOptions
 	metrics *metrics
-	render  func([]byte, *viswals.SealedUser) ([]byte, error)
+	render  func([]byte, *viswals.SealedUser) ([]byte, error) // renderUser, bound once
 
 	limit, sent int
 }
