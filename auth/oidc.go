@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -64,12 +65,12 @@ type OIDCConfig struct {
 // It reaches the issuer only when it needs to: on the first token, and
 // when a token names a key it does not have.
 type OIDC struct {
-	cfg  OIDCConfig
-	keys *jwks
+	cfg      OIDCConfig
+	keys     *jwks
+	verifier atomic.Pointer[oidc.IDTokenVerifier] // set once discovery succeeds
 
-	mu       sync.Mutex // guards the fields below
-	verifier *oidc.IDTokenVerifier
-	tried    time.Time // last discovery attempt
+	mu    sync.Mutex // one discovery at a time; guards tried
+	tried time.Time  // last discovery attempt
 }
 
 // NewOIDC returns a verifier for cfg's issuer. It does not reach the
@@ -112,10 +113,13 @@ func (o *OIDC) Discover(ctx context.Context) error {
 }
 
 func (o *OIDC) discover(ctx context.Context) (*oidc.IDTokenVerifier, error) {
+	if v := o.verifier.Load(); v != nil {
+		return v, nil
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.verifier != nil {
-		return o.verifier, nil
+	if v := o.verifier.Load(); v != nil {
+		return v, nil
 	}
 	now := o.cfg.Now()
 	if o.cfg.MinRefresh > 0 && !o.tried.IsZero() && now.Sub(o.tried) < o.cfg.MinRefresh {
@@ -145,14 +149,15 @@ func (o *OIDC) discover(ctx context.Context) (*oidc.IDTokenVerifier, error) {
 	for i, a := range signingAlgs {
 		algs[i] = string(a)
 	}
-	o.verifier = oidc.NewVerifier(o.cfg.Issuer, o.keys, &oidc.Config{
+	v := oidc.NewVerifier(o.cfg.Issuer, o.keys, &oidc.Config{
 		ClientID:             o.cfg.Audience,
 		SupportedSigningAlgs: algs,
 		// go-oidc checks exp without leeway and nbf with a fixed five
 		// minutes; Verify checks both with the configured leeway.
 		SkipExpiryCheck: true,
 	})
-	return o.verifier, nil
+	o.verifier.Store(v)
+	return v, nil
 }
 
 // claims are the registered claims Verify checks itself.
