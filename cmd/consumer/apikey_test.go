@@ -22,7 +22,7 @@ func noEnv(string) string { return "" }
 func TestAPIKeyCreate(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"apikey", "create", "--name", "ci-reader", "--role", "reader"}, noEnv, &stdout, &stderr)
+	err := run(context.Background(), []string{"apikey", "create", "--name", "ci-reader", "--role", "reader"}, noEnv, strings.NewReader(""), &stdout, &stderr)
 	require.NoError(t, err)
 	assert.Empty(t, stderr.String())
 	lines := strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n")
@@ -65,7 +65,7 @@ func TestAPIKeyUsage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr bytes.Buffer
-			err := run(context.Background(), tt.args, noEnv, &stdout, &stderr)
+			err := run(context.Background(), tt.args, noEnv, strings.NewReader(""), &stdout, &stderr)
 			var exit bytes.Buffer
 			assert.Equal(t, tt.code, config.ExitCode("consumer", err, &exit))
 			assert.Empty(t, stdout.String(), "stdout holds a key or nothing")

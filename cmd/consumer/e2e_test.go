@@ -159,7 +159,7 @@ func (e *testEnv) startConsumer(t *testing.T) string {
 	done := make(chan error, 1)
 	var logs bytes.Buffer
 	go func() {
-		done <- run(ctx, nil, func(k string) string { return vars[k] }, io.Discard, &syncWriter{w: &logs})
+		done <- run(ctx, nil, func(k string) string { return vars[k] }, strings.NewReader(""), io.Discard, &syncWriter{w: &logs})
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -28,7 +28,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	getenv, err := config.WithDotEnv(os.Getenv, ".env")
 	if err == nil {
-		err = run(ctx, os.Args[1:], getenv, os.Stdout, os.Stderr)
+		err = run(ctx, os.Args[1:], getenv, os.Stdin, os.Stdout, os.Stderr)
 	}
 	stop()
 	os.Exit(config.ExitCode("consumer", err, os.Stderr))

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/viswals/viswals/changefeed"
 	"github.com/viswals/viswals/config"
 	"github.com/viswals/viswals/emailcrypt"
 	"github.com/viswals/viswals/httpapi"
@@ -26,7 +27,7 @@ import (
 
 // run is the whole program, callable from tests. args[0] may name a
 // subcommand; without one it serves.
-func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Reader, stdout, stderr io.Writer) error {
 	cmd := "serve"
 	if len(args) > 0 && args[0] == "apikey" {
 		return runAPIKey(args[1:], stdout, stderr) // needs no configuration
@@ -48,13 +49,42 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stder
 	if len(rest) > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", config.ErrUsage, rest)
 	}
-	return serve(ctx, cfg, logger, nil)
+	m := newMain(cfg, logger)
+	defer m.Close()
+	if err := m.Run(ctx); err != nil {
+		return err
+	}
+	return m.Wait()
 }
 
-// serve ingests and serves the API until ctx is cancelled, then drains the
-// messages in flight and shuts the HTTP server down. ready, when not nil,
-// receives the listener's address once the API accepts connections.
-func serve(ctx context.Context, cfg config.Consumer, logger *slog.Logger, ready chan<- string) error {
+// Main is the serve command: Run builds the parts and starts ingesting and
+// serving, Wait blocks until they have stopped, and Close releases what Run
+// opened.
+type Main struct {
+	cfg    config.Consumer
+	logger *slog.Logger
+
+	// Built by Run; Close releases them.
+	store      *postgres.Store
+	redis      *redis.Client
+	ingester   *ingest.Ingester
+	consumer   *rabbitmq.Consumer
+	feed       *changefeed.Hub
+	ln         net.Listener
+	srv        *http.Server
+	endStreams context.CancelFunc
+	stopPprof  func()
+
+	g *errgroup.Group // the running parts, started by Run
+}
+
+func newMain(cfg config.Consumer, logger *slog.Logger) *Main {
+	return &Main{cfg: cfg, logger: logger}
+}
+
+// build opens the stores and the listener and puts the parts together.
+func (m *Main) build(ctx context.Context) error {
+	cfg, logger := m.cfg, m.logger
 	key, err := emailcrypt.ParseKey(cfg.EncryptionKey)
 	if err != nil {
 		return fmt.Errorf("ENCRYPTION_KEY: %w", err)
@@ -72,7 +102,7 @@ func serve(ctx context.Context, cfg config.Consumer, logger *slog.Logger, ready 
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
-	defer store.Close()
+	m.store = store
 
 	redisOpts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
@@ -81,16 +111,15 @@ func serve(ctx context.Context, cfg config.Consumer, logger *slog.Logger, ready 
 	// Short timeouts: Redis is a cache and must never hold ingestion or a read up.
 	redisOpts.DialTimeout, redisOpts.ReadTimeout, redisOpts.WriteTimeout = time.Second, time.Second, time.Second
 	redisOpts.MaxRetries = 0
-	redisClient := redis.NewClient(redisOpts)
-	defer redisClient.Close()
-	cache := rediscache.New(redisClient, rediscache.Options{Prefix: cfg.RedisPrefix, TTL: cfg.RedisTTL})
+	m.redis = redis.NewClient(redisOpts)
+	cache := rediscache.New(m.redis, rediscache.Options{Prefix: cfg.RedisPrefix, TTL: cfg.RedisTTL})
 	clearCacheOfEmptyDatabase(ctx, store, cache, logger)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := ingest.NewMetrics(reg)
-	ingester := ingest.New(store, cache, keyring, ingest.Options{Logger: logger, Metrics: metrics})
-	consumer := rabbitmq.NewConsumer(cfg.RabbitURL, cfg.Queue, rabbitmq.ConsumerOptions{
+	m.ingester = ingest.New(store, cache, keyring, ingest.Options{Logger: logger, Metrics: metrics})
+	m.consumer = rabbitmq.NewConsumer(cfg.RabbitURL, cfg.Queue, rabbitmq.ConsumerOptions{
 		Prefetch:     cfg.Prefetch,
 		Workers:      cfg.Workers,
 		DrainTimeout: cfg.DrainTimeout,
@@ -102,42 +131,52 @@ func serve(ctx context.Context, cfg config.Consumer, logger *slog.Logger, ready 
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	api, feed, err := newAPI(cfg, logger, reg, deps{store: store, cache: cache, keyring: keyring, consumer: consumer})
+	m.ln = ln
+	api, feed, err := newAPI(cfg, logger, reg, deps{store: store, cache: cache, keyring: keyring, consumer: m.consumer})
 	if err != nil {
-		ln.Close()
 		return err
 	}
-	srv := httpapi.NewServer(cfg.Addr, api)
+	m.feed = feed
+	m.srv = httpapi.NewServer(cfg.Addr, api)
 	// Long-lived SSE streams would hold Shutdown until its deadline: end
 	// them as soon as shutdown begins.
 	streams, endStreams := context.WithCancel(context.WithoutCancel(ctx))
-	defer endStreams()
-	srv.BaseContext = func(net.Listener) context.Context { return streams }
-	srv.RegisterOnShutdown(endStreams)
-	if ready != nil {
-		ready <- ln.Addr().String()
-	}
-	logger.Info("consumer started", "addr", ln.Addr().String(), "queue", cfg.Queue, "workers", cfg.Workers, "prefetch", cfg.Prefetch)
+	m.endStreams = endStreams
+	m.srv.BaseContext = func(net.Listener) context.Context { return streams }
+	m.srv.RegisterOnShutdown(endStreams)
+	return nil
+}
 
-	g, gctx := errgroup.WithContext(ctx)
+// Run builds the parts and starts them, then returns. They run until ctx is
+// cancelled or one of them fails; then the consumer drains the messages in
+// flight and the HTTP server shuts down.
+func (m *Main) Run(ctx context.Context) error {
+	if err := m.build(ctx); err != nil {
+		return err
+	}
+	cfg, logger := m.cfg, m.logger
+	logger.Info("consumer started", "addr", m.ln.Addr().String(), "queue", cfg.Queue, "workers", cfg.Workers, "prefetch", cfg.Prefetch)
+
 	if cfg.PprofAddr != "" {
 		stopPprof, err := servePprof(cfg.PprofAddr, logger)
 		if err != nil {
 			return err
 		}
-		defer stopPprof()
+		m.stopPprof = stopPprof
 	}
-	g.Go(func() error { return feed.Run(gctx) })
+	g, gctx := errgroup.WithContext(ctx)
+	m.g = g
+	g.Go(func() error { return m.feed.Run(gctx) })
 	if cfg.AnalyzeRows > 0 {
 		g.Go(func() error {
-			store.KeepAnalyzed(gctx, 2*time.Second, int64(cfg.AnalyzeRows), func(err error) {
+			m.store.KeepAnalyzed(gctx, 2*time.Second, int64(cfg.AnalyzeRows), func(err error) {
 				logger.Warn("refreshing table statistics failed", "err", err)
 			})
 			return nil
 		})
 	}
 	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := m.srv.Serve(m.ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
 		}
 		return nil
@@ -148,16 +187,40 @@ func serve(ctx context.Context, cfg config.Consumer, logger *slog.Logger, ready 
 		<-gctx.Done()
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := srv.Shutdown(shutdownCtx); err != nil {
+		if err := m.srv.Shutdown(shutdownCtx); err != nil {
 			logger.Warn("http shutdown cut short", "err", err)
 		}
 		return nil
 	})
 	// Run drains in-flight messages before it returns.
-	g.Go(func() error { return consumer.Run(gctx, rabbitmq.BatchHandler(ingester, logger)) })
-	err = g.Wait()
-	logger.Info("consumer stopped", "err", err)
+	g.Go(func() error { return m.consumer.Run(gctx, rabbitmq.BatchHandler(m.ingester, logger)) })
+	return nil
+}
+
+// Wait blocks until the parts Run started have stopped, and returns why.
+func (m *Main) Wait() error {
+	err := m.g.Wait()
+	m.logger.Info("consumer stopped", "err", err)
 	return err
+}
+
+// Close releases what Run opened, also after a Run that failed part way.
+func (m *Main) Close() {
+	if m.stopPprof != nil {
+		m.stopPprof()
+	}
+	if m.endStreams != nil {
+		m.endStreams()
+	}
+	if m.g == nil && m.ln != nil {
+		m.ln.Close() // never served (the server closes it otherwise)
+	}
+	if m.redis != nil {
+		m.redis.Close()
+	}
+	if m.store != nil {
+		m.store.Close()
+	}
 }
 
 // clearCacheOfEmptyDatabase drops every cached user when the users table
