@@ -206,7 +206,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 // reads runs the read benchmarks against the loaded consumer.
 func (h *harness) reads(ctx context.Context, cons *consumer, cfg Config, res *Results) error {
 	var err error
-	res.API, res.APIError = apiAvailable(ctx, cons.addr)
+	res.API, res.APIError = apiAvailable(ctx, cons.addr, h.apiKey)
 	if !res.API {
 		h.logf("reads: API not available yet (%s); skipping GET /users/{id}, GET /users and SSE", res.APIError)
 		return nil

@@ -23,19 +23,24 @@ import (
 	"github.com/jackc/pgx/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/viswals/viswals/auth"
 )
 
 // harness holds what every measurement shares: the built binaries, the
 // work directory and a unique name for this run's databases and queues.
 type harness struct {
-	cfg     Config
-	dir     string
-	ownDir  bool
-	bin     map[string]string // name → path of the built binary
-	runID   string
-	seq     int
-	key     string // ENCRYPTION_KEY of every consumer of the run
-	cleanup []func()
+	cfg    Config
+	dir    string
+	ownDir bool
+	bin    map[string]string // name → path of the built binary
+	runID  string
+	seq    int
+	key    string // ENCRYPTION_KEY of every consumer of the run
+	// apiKey is an admin's API key, in keysFile: the consumers run with
+	// authentication on, as in production.
+	apiKey, keysFile string
+	cleanup          []func()
 }
 
 func newHarness(ctx context.Context, cfg Config) (*harness, error) {
@@ -53,6 +58,14 @@ func newHarness(ctx context.Context, cfg Config) (*harness, error) {
 	var k [32]byte
 	rand.Read(k[:])
 	h.key = base64.StdEncoding.EncodeToString(k[:])
+	apiKey, line, err := auth.GenerateKey("bench", auth.RoleAdmin)
+	if err != nil {
+		return nil, err
+	}
+	h.apiKey, h.keysFile = apiKey, filepath.Join(h.dir, "api-keys")
+	if err := os.WriteFile(h.keysFile, []byte(line+"\n"), 0o600); err != nil {
+		return nil, err
+	}
 	var id [4]byte
 	rand.Read(id[:])
 	h.runID = fmt.Sprintf("%x", id)
@@ -310,6 +323,7 @@ func (h *harness) load(ctx context.Context, csv string, rows int, env []string, 
 		"REDIS_KEY_PREFIX="+prefix,
 		"CONSUMER_PORT="+c.addr,
 		"ENCRYPTION_KEY="+h.key,
+		"API_KEYS_FILE="+h.keysFile,
 		"MIGRATE_DB=true",
 	)
 	c.proc, err = h.start(h.bin["consumer"], nil, consEnv, "consumer-"+queue)
@@ -331,7 +345,7 @@ func (h *harness) load(ctx context.Context, csv string, rows int, env []string, 
 		c.proc.stop()
 		return res, nil, err
 	}
-	ingested := metricReader("http://"+c.addr+"/metrics", "viswals_rows_ingested_total")
+	ingested := metricReader("http://"+c.addr+"/metrics", h.apiKey, "viswals_rows_ingested_total")
 	base, err := ingested(ctx)
 	if err != nil {
 		c.proc.stop()
@@ -442,11 +456,12 @@ func checkCount(ctx context.Context, dbURL string, rows int) error {
 }
 
 // metricReader returns a function reading one counter from a Prometheus
-// text endpoint.
-func metricReader(u, name string) func(context.Context) (float64, error) {
+// text endpoint, as the holder of apiKey.
+func metricReader(u, apiKey, name string) func(context.Context) (float64, error) {
 	client := &http.Client{Timeout: 5 * time.Second}
 	return func(ctx context.Context) (float64, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		req.Header.Set("Authorization", "Bearer "+apiKey)
 		req.Header.Set("Accept-Encoding", "identity") // spare the consumer the gzip
 		resp, err := client.Do(req)
 		if err != nil {

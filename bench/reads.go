@@ -27,8 +27,9 @@ type Wrk struct {
 // apiAvailable reports whether the consumer serves the users API: GET
 // /users/1 answers with the JSON envelope (200 or 404), not the mux's
 // plain-text 404 of an unknown route.
-func apiAvailable(ctx context.Context, addr string) (bool, string) {
+func apiAvailable(ctx context.Context, addr, apiKey string) (bool, string) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/users/1", nil)
+	req.Header.Set("Authorization", "Bearer "+apiKey)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return false, err.Error()
@@ -121,7 +122,8 @@ func (h *harness) wrk(ctx context.Context, cfg Config, addr, path, script string
 	f.Close()
 	secs := max(1, int(cfg.WrkDuration.Round(time.Second)/time.Second))
 	cmd := exec.CommandContext(ctx, wrkVersion, "-t"+strconv.Itoa(cfg.WrkThreads), "-c"+strconv.Itoa(cfg.WrkConns),
-		"-d"+strconv.Itoa(secs)+"s", "--timeout", wrkTimeout.String(), "--latency", "-s", f.Name(), "http://"+addr+path)
+		"-d"+strconv.Itoa(secs)+"s", "--timeout", wrkTimeout.String(), "--latency",
+		"-H", "Authorization: Bearer "+h.apiKey, "-s", f.Name(), "http://"+addr+path)
 	out, err := cmd.CombinedOutput()
 	os.WriteFile(filepath.Join(h.dir, "wrk-"+strings.NewReplacer("/", "_", "?", "_").Replace(path)+".out"), out, 0o644)
 	if err != nil {

@@ -97,6 +97,7 @@ func (h *harness) sse(ctx context.Context, cons *consumer, cfg Config) (SSEResul
 		open.Go(func() error {
 			req, _ := http.NewRequestWithContext(sctx, http.MethodGet, streamURL, nil)
 			req.Header.Set("Accept", "text/event-stream")
+			req.Header.Set("Authorization", "Bearer "+h.apiKey)
 			resp, err := client.Do(req)
 			if err != nil {
 				return fmt.Errorf("open stream %d: %w", i, err)

@@ -97,13 +97,22 @@ func (o *Options) defaults() {
 }
 
 // change is one entry of the ring: a row as the changefeed returned it,
-// its folded names for filtering, and its rendering (see Stream.Render),
-// made by the first stream that sends it and shared by the rest.
+// its folded names for filtering, and its renderings, one per view (see
+// Stream.Render), each made by the first stream that sends it in that view
+// and shared by the rest.
 type change struct {
 	pos                     viswals.Pos
 	user                    viswals.SealedUser
 	firstFolded, lastFolded string
 
+	views [Views]rendering
+}
+
+// Views is how many renderings of one change the streams may share: one
+// for each way of showing a user (for example with the email, or masked).
+const Views = 2
+
+type rendering struct {
 	once sync.Once
 	data []byte
 	err  error

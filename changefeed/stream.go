@@ -105,12 +105,14 @@ func (s *Stream) Next(ctx context.Context) ([]Event, <-chan struct{}, error) {
 // Render returns render's bytes for e's user: for a row read from the
 // store, render(scratch, user) with the stream's scratch buffer, valid
 // until the next Render; for a change from the hub's ring, the bytes of
-// render(nil, user) as the first stream that sent the change got them,
-// shared by every stream (so render must be the same for every stream).
-func (s *Stream) Render(e *Event, render func(dst []byte, u *viswals.SealedUser) ([]byte, error)) ([]byte, error) {
+// render(nil, user) as the first stream that sent the change in view got
+// them, shared by every stream (so render must be the same for every
+// stream that passes the same view, 0 <= view < Views).
+func (s *Stream) Render(e *Event, view int, render func(dst []byte, u *viswals.SealedUser) ([]byte, error)) ([]byte, error) {
 	if c := e.shared; c != nil {
-		c.once.Do(func() { c.data, c.err = render(nil, &c.user) })
-		return c.data, c.err
+		v := &c.views[view]
+		v.once.Do(func() { v.data, v.err = render(nil, &c.user) })
+		return v.data, v.err
 	}
 	var err error
 	s.scratch, err = render(s.scratch[:0], e.User)

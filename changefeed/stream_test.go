@@ -3,6 +3,7 @@ package changefeed_test
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -258,25 +259,29 @@ func TestStream_Render(t *testing.T) {
 	idle(t, first)
 	e.put(t, user(1, "Warm"))
 	read(t, first, 1)
-	a, b := open(t, e, viswals.Filter{}, nil), open(t, e, viswals.Filter{}, nil)
-	for _, s := range []*changefeed.Stream{a, b} {
+	// Streams a and b show users in view 0, c in view 1 (say, masked).
+	a, b, c := open(t, e, viswals.Filter{}, nil), open(t, e, viswals.Filter{}, nil), open(t, e, viswals.Filter{}, nil)
+	for _, s := range []*changefeed.Stream{a, b, c} {
 		read(t, s, 1)
 		idle(t, s)
 	}
-	var calls atomic.Int64
-	render := func(dst []byte, u *viswals.SealedUser) ([]byte, error) {
-		calls.Add(1)
-		return append(dst, u.FirstName...), nil
+	var calls [changefeed.Views]atomic.Int64
+	render := func(view int) func(dst []byte, u *viswals.SealedUser) ([]byte, error) {
+		return func(dst []byte, u *viswals.SealedUser) ([]byte, error) {
+			calls[view].Add(1)
+			return append(append(dst, u.FirstName...), byte('0'+view)), nil
+		}
 	}
 	e.put(t, user(2, "Ann"))
-	for _, s := range []*changefeed.Stream{a, b} {
+	for i, s := range []*changefeed.Stream{a, b, c} {
+		view := i / 2
 		for {
 			events, more, err := s.Next(context.Background())
 			require.NoError(t, err)
 			if len(events) == 1 {
-				data, err := s.Render(&events[0], render)
+				data, err := s.Render(&events[0], view, render(view))
 				require.NoError(t, err)
-				require.Equal(t, "Ann", string(data))
+				require.Equal(t, fmt.Sprint("Ann", view), string(data), "each view has its own rendering")
 				break
 			}
 			if more != nil {
@@ -284,5 +289,6 @@ func TestStream_Render(t *testing.T) {
 			}
 		}
 	}
-	require.Equal(t, int64(1), calls.Load(), "a change from the ring is rendered once for every stream")
+	require.Equal(t, int64(1), calls[0].Load(), "a change from the ring is rendered once for every stream of a view")
+	require.Equal(t, int64(1), calls[1].Load(), "and once for the other view")
 }

@@ -28,7 +28,16 @@ type Consumer struct {
 	DrainTimeout  time.Duration
 	Heartbeat     time.Duration
 	PprofAddr     string // "": no profiling endpoint
+
+	AuthMode      string // "required" (the default) or "none"
+	APIKeysFile   string // "": no API keys
+	OIDCIssuer    string // "": no OIDC tokens
+	OIDCAudience  string
+	OIDCRoleClaim string
 }
+
+// AuthOff reports whether AUTH_MODE switches authentication off.
+func (c Consumer) AuthOff() bool { return c.AuthMode == "none" }
 
 // ParseConsumer reads the consumer's flags and environment. args are the
 // flags after any subcommand.
@@ -37,7 +46,7 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprintf(out, "usage: %s [flags]\n       %s dlq list|replay [flags]\n\nConsumes users from RabbitMQ into Postgres and Redis and serves the HTTP API.\n\nflags:\n", name, name)
+		fmt.Fprintf(out, "usage: %s [flags]\n       %s dlq list|replay [flags]\n       %s apikey create --name NAME --role reader|pii|admin\n\nConsumes users from RabbitMQ into Postgres and Redis and serves the HTTP API.\n\nflags:\n", name, name, name)
 		fs.PrintDefaults()
 	}
 	s := &set{fs: fs, getenv: getenv}
@@ -59,6 +68,11 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 	s.Duration(&c.DrainTimeout, "drain-timeout", "CONSUMER_DRAIN_TIMEOUT", 10*time.Second, "on SIGTERM, time allowed to finish in-flight messages")
 	s.Duration(&c.Heartbeat, "sse-heartbeat", "SSE_HEARTBEAT", 15*time.Second, "interval of SSE comment heartbeats")
 	s.String(&c.PprofAddr, "pprof-addr", "PPROF_ADDR", "", "serve /debug/pprof on this address, e.g. 127.0.0.1:6060 (empty: off)")
+	s.String(&c.AuthMode, "auth-mode", "AUTH_MODE", "required", "API authentication: required, or none (development only: everyone is an admin)")
+	s.String(&c.APIKeysFile, "api-keys-file", "API_KEYS_FILE", "", "file of API key hashes, one 'name role sha256' per line (make keys with: consumer apikey create); re-read when it changes")
+	s.String(&c.OIDCIssuer, "oidc-issuer", "OIDC_ISSUER", "", "accept JWTs from this OpenID Connect issuer (URL)")
+	s.String(&c.OIDCAudience, "oidc-audience", "OIDC_AUDIENCE", "", "the audience the issuer's JWTs must name (required with OIDC_ISSUER)")
+	s.String(&c.OIDCRoleClaim, "oidc-role-claim", "OIDC_ROLE_CLAIM", "role", "the JWT claim holding the role (reader, pii or admin); dots name a nested claim")
 	if err := s.parse(args); err != nil {
 		return c, nil, usageError(err)
 	}
@@ -72,6 +86,10 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 		return c, nil, usageError(fmt.Errorf("--workers must be >= 1, got %d", c.Workers))
 	case c.PGMaxConns < 2:
 		return c, nil, usageError(fmt.Errorf("--pg-max-conns must be >= 2, got %d", c.PGMaxConns))
+	case c.AuthMode != "required" && c.AuthMode != "none":
+		return c, nil, usageError(fmt.Errorf("AUTH_MODE must be required or none, got %q", c.AuthMode))
+	case c.OIDCIssuer != "" && c.OIDCAudience == "":
+		return c, nil, usageError(fmt.Errorf("OIDC_AUDIENCE is required with OIDC_ISSUER"))
 	}
 	return c, fs.Args(), nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/auth"
 	"github.com/viswals/viswals/emailcrypt"
 	"github.com/viswals/viswals/internal/wait"
 	"github.com/viswals/viswals/rediscache"
@@ -49,6 +50,8 @@ type stack struct {
 	queue  string
 	key    string
 	ring   *emailcrypt.Keyring
+	apiKey string // an admin's API key, in the consumers' API_KEYS_FILE
+	keys   string // that file
 	procs  []*proc
 	names  map[string]int
 }
@@ -80,6 +83,14 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		t.Fatal(err)
 	}
 	s.ring = ring
+	apiKey, line, err := auth.GenerateKey("faults", auth.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.apiKey, s.keys = apiKey, filepath.Join(s.dir, "api-keys")
+	if err := os.WriteFile(s.keys, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	pgDir := filepath.Join(shared.root, "pg-"+randHex(4))
 	pg, err := newPGCluster(pgBin, owner, template, pgDir)
@@ -206,7 +217,8 @@ func (s *stack) start(kind string, withStdin bool, env []string, args ...string)
 // consumer is a running consumer process and its HTTP address.
 type consumer struct {
 	*proc
-	addr string
+	addr   string
+	apiKey string
 }
 
 // startConsumer starts a consumer and waits until its HTTP server answers.
@@ -216,7 +228,7 @@ func (s *stack) startConsumer() *consumer {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	c := &consumer{addr: "127.0.0.1:" + strconv.Itoa(port)}
+	c := &consumer{addr: "127.0.0.1:" + strconv.Itoa(port), apiKey: s.apiKey}
 	c.proc = s.start("consumer", false, []string{
 		"POSTGRES_CONN_URL=" + s.pg.url(),
 		"REDIS_CONN_URL=" + s.redis.url(),
@@ -224,6 +236,7 @@ func (s *stack) startConsumer() *consumer {
 		"RABBITMQ_QUEUE_NAME=" + s.queue,
 		"CONSUMER_PORT=" + c.addr,
 		"ENCRYPTION_KEY=" + s.key,
+		"API_KEYS_FILE=" + s.keys,
 		"MIGRATE_DB=true",
 		"LOG_LEVEL=info",
 	})
@@ -240,7 +253,12 @@ func (s *stack) startConsumer() *consumer {
 // get does a GET on the consumer's HTTP server.
 func (c *consumer) get(path string) (int, []byte, error) {
 	client := http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get("http://" + c.addr + path)
+	req, err := http.NewRequest(http.MethodGet, "http://"+c.addr+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.apiKey)
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/viswals/viswals/auth"
 	"github.com/viswals/viswals/changefeed"
 )
 
@@ -23,6 +24,18 @@ type Config struct {
 	// ReadyTimeout bounds each readiness check (default 1s).
 	ReadyTimeout time.Duration
 	SSE          SSEOptions
+
+	// Auth authenticates bearer tokens; required unless AuthOff.
+	Auth *auth.Authenticator
+	// Sessions signs the page's session cookies; nil: no sessions, bearer
+	// tokens only.
+	Sessions *auth.Sessions
+	// AuthOff serves every route to anyone, as an admin. For development
+	// only: the caller must say so loudly.
+	AuthOff bool
+	// Audit gets one line per reply that revealed decrypted emails; nil:
+	// Logger with logger=audit.
+	Audit *slog.Logger
 }
 
 // Deps are what the API reads from; Users, Keys and Feed are required.
@@ -56,9 +69,14 @@ func New(cfg Config, deps Deps) (*API, error) {
 		return nil, errors.New("httpapi: Registry is required")
 	case deps.Users == nil || deps.Keys == nil || deps.Feed == nil:
 		return nil, errors.New("httpapi: Users, Keys and Feed are required")
+	case cfg.Auth == nil && !cfg.AuthOff:
+		return nil, errors.New("httpapi: Auth is required unless AuthOff is set")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Audit == nil {
+		cfg.Audit = cfg.Logger.With("logger", "audit")
 	}
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = time.Second

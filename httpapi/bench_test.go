@@ -52,7 +52,7 @@ func benchAPI(b *testing.B, users int) (*API, *memDB) {
 	cache.Put(b.Context(), sealed)
 	reg, log := prometheus.NewRegistry(), slog.New(slog.NewJSONHandler(io.Discard, nil))
 	reader := usercache.NewStore(db, cache, keys, usercache.Options{Logger: log, Metrics: usercache.NewMetrics(reg)})
-	api, err := New(Config{CursorKey: testKey, Registry: reg, Logger: log},
+	api, err := New(Config{CursorKey: testKey, Registry: reg, Logger: log, AuthOff: true},
 		Deps{Users: reader, Keys: keys, Feed: changefeed.New(db, changefeed.Options{})})
 	if err != nil {
 		b.Fatal(err)
@@ -137,7 +137,7 @@ func BenchmarkListUsers(b *testing.B) {
 		store.users = append(store.users, u)
 		return nil
 	})
-	api, err := New(Config{CursorKey: testKey, Registry: prometheus.NewRegistry(),
+	api, err := New(Config{CursorKey: testKey, Registry: prometheus.NewRegistry(), AuthOff: true,
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))},
 		Deps{Users: usercache.NewStore(store, nil, api.deps.Keys, usercache.Options{}), Keys: api.deps.Keys, Feed: api.deps.Feed})
 	if err != nil {

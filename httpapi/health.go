@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -49,7 +50,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // handleReadyz is readiness: every dependency answers within timeout. The
 // checks run concurrently, so a dead one costs timeout, not the sum. Each
 // is reported by name; details of a failure go to the log, not the client.
-func handleReadyz(checks map[string]Check, timeout time.Duration, log *slog.Logger) http.Handler {
+func handleReadyz(checks map[string]Check, notes map[string]string, timeout time.Duration, log *slog.Logger) http.Handler {
 	names := make([]string, 0, len(checks))
 	for name := range checks {
 		names = append(names, name)
@@ -78,7 +79,8 @@ func handleReadyz(checks map[string]Check, timeout time.Duration, log *slog.Logg
 		}
 		wg.Wait()
 
-		report := make(map[string]string, len(names))
+		report := make(map[string]string, len(names)+len(notes))
+		maps.Copy(report, notes)
 		var failed []string
 		for i, name := range names {
 			report[name] = results[i]

@@ -50,6 +50,9 @@ func newEnv(t testing.TB, opts ...envOption) *testEnv {
 		cfg: Config{
 			CursorKey: testKey, Registry: e.reg, Logger: logger,
 			SSE: SSEOptions{Heartbeat: time.Minute},
+			// Tests of other behaviour than access run as the anonymous
+			// admin; authn_test.go turns authentication on.
+			AuthOff: true,
 		},
 		deps: Deps{Users: memUsers{e.db}, Keys: fakeKeys{}},
 		feed: changefeed.Options{MinInterval: time.Millisecond, Poll: 50 * time.Millisecond,

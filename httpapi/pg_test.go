@@ -79,7 +79,8 @@ func newPGEnv(t testing.TB, dbURL string, tune ...func(*httpapi.Config)) *pgEnv 
 
 	cfg := httpapi.Config{
 		CursorKey: keys.CursorKey(), Registry: prometheus.NewRegistry(),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		AuthOff: true, // access is tested in authn_test.go
 	}
 	feed := changefeed.New(store, changefeed.Options{Logger: cfg.Logger})
 	for _, f := range tune {
@@ -277,7 +278,7 @@ func TestPGGetUserRedisDown(t *testing.T) {
 	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
 	defer dead.Close()
 	cache := rediscache.New(dead, rediscache.Options{})
-	api, err := httpapi.New(httpapi.Config{CursorKey: e.keys.CursorKey(), Registry: prometheus.NewRegistry()},
+	api, err := httpapi.New(httpapi.Config{CursorKey: e.keys.CursorKey(), Registry: prometheus.NewRegistry(), AuthOff: true},
 		httpapi.Deps{Users: usercache.NewStore(e.store, cache, e.keys, usercache.Options{}), Keys: e.keys, Feed: changefeed.New(e.store, changefeed.Options{}),
 			Checks: map[string]httpapi.Check{"postgres": e.store.Ping, "redis": cache.Ping}})
 	if err != nil {

@@ -39,6 +39,10 @@ func errorStatus(err error) (int, string) {
 		return http.StatusBadRequest, viswals.ErrorMessage(err)
 	case viswals.ENOTFOUND:
 		return http.StatusNotFound, viswals.ErrorMessage(err)
+	case viswals.EUNAUTHENTICATED:
+		return http.StatusUnauthorized, viswals.ErrorMessage(err)
+	case viswals.EFORBIDDEN:
+		return http.StatusForbidden, viswals.ErrorMessage(err)
 	case viswals.EUNAVAILABLE:
 		return http.StatusServiceUnavailable, "service unavailable, try again later"
 	}
@@ -62,6 +66,9 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		log.LogAttrs(r.Context(), level, "request failed",
 			slog.String("method", r.Method), slog.String("route", r.Pattern),
 			slog.Int("status", status), slog.String("err", err.Error()))
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="viswals"`)
 	}
 	writeErrorStatus(w, status, msg)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/auth"
 	"github.com/viswals/viswals/changefeed"
 )
 
@@ -46,7 +47,7 @@ func (o *SSEOptions) defaults() {
 // errLimit ends a stream that has sent the number of users asked for.
 var errLimit = errors.New("limit reached")
 
-func handleSSE(feed *changefeed.Hub, keys Opener, cursorKey []byte, opts SSEOptions, log *slog.Logger, m *metrics) http.Handler {
+func handleSSE(feed *changefeed.Hub, keys Opener, cursorKey []byte, opts SSEOptions, log *slog.Logger, m *metrics, audit func(*http.Request, int)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, codec, err := parseStreamParams(r.URL.RawQuery, r.Header.Get("Last-Event-ID"), cursorKey)
 		if err != nil {
@@ -65,8 +66,11 @@ func handleSSE(feed *changefeed.Hub, keys Opener, cursorKey []byte, opts SSEOpti
 		s := &sseWriter{
 			w: w, rc: http.NewResponseController(w), bw: bufio.NewWriterSize(w, 16<<10),
 			codec: codec, stream: stream, keys: keys, opts: opts, metrics: m, limit: p.limit,
+			role: principalRole(ctx),
 		}
 		s.render = s.renderUser
+		// One audit line for the whole stream, when it ends.
+		defer func() { audit(r, s.sent) }()
 		if err := s.run(ctx); err != nil && !errors.Is(err, errLimit) && ctx.Err() == nil {
 			// The reply is a 200 already; the client reconnects and resumes.
 			log.LogAttrs(ctx, slog.LevelWarn, "sse stream ended", slog.String("err", err.Error()))
@@ -86,6 +90,7 @@ type sseWriter struct {
 	metrics *metrics
 	render  func([]byte, *viswals.SealedUser) ([]byte, error) // renderUser, bound once
 
+	role        auth.Role // what the stream's principal may see
 	limit, sent int
 }
 
@@ -154,12 +159,17 @@ func (s *sseWriter) renderUser(dst []byte, u *viswals.SealedUser) ([]byte, error
 	if err != nil {
 		return dst, err
 	}
+	user.Email = s.role.ShowEmail(user.Email)
 	return appendUser(dst, &user), nil
 }
 
 // event writes one user event whose id is the cursor after it.
 func (s *sseWriter) event(e *changefeed.Event) error {
-	data, err := s.stream.Render(e, s.render)
+	view := 0 // the renderings of the ring are shared by the streams of one view
+	if !s.role.SeesEmails() {
+		view = 1
+	}
+	data, err := s.stream.Render(e, view, s.render)
 	if err != nil {
 		return err
 	}

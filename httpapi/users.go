@@ -12,7 +12,7 @@ import (
 
 // handleGetUser serves GET /users/{id}. It is the hot path: no reflection,
 // one pooled buffer, one Write.
-func handleGetUser(users UserReader, log *slog.Logger) http.Handler {
+func handleGetUser(users UserReader, log *slog.Logger, audit func(*http.Request, int)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := parseDecimal(r.PathValue("id"))
 		if !ok || id < 1 {
@@ -24,12 +24,14 @@ func handleGetUser(users UserReader, log *slog.Logger) http.Handler {
 			writeError(w, r, log, err)
 			return
 		}
+		u.Email = showEmail(r.Context(), u.Email)
 		b := getBuf()
 		*b = append(*b, `{"status":"success","data":`...)
 		*b = appendUser(*b, &u)
 		*b = append(*b, "}\n"...)
 		writeJSONBytes(w, http.StatusOK, *b)
 		putBuf(b)
+		audit(r, 1)
 	})
 }
 
@@ -37,7 +39,7 @@ func handleGetUser(users UserReader, log *slog.Logger) http.Handler {
 // the store streams it. Rows go through a buffer in front of the
 // connection, so until the first buffer-full is sent a store failure still
 // becomes a clean error reply.
-func handleListUsers(users UserReader, cursorKey []byte, log *slog.Logger) http.Handler {
+func handleListUsers(users UserReader, cursorKey []byte, log *slog.Logger, audit func(*http.Request, int)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, codec, err := parseListParams(r.URL.RawQuery, cursorKey)
 		if err != nil {
@@ -65,9 +67,11 @@ func handleListUsers(users UserReader, cursorKey []byte, log *slog.Logger) http.
 			}
 			n++
 			lastID = u.ID
+			u.Email = showEmail(r.Context(), u.Email)
 			_, err := bw.Write(appendUser(bw.AvailableBuffer(), &u))
 			return err
 		})
+		audit(r, n)
 		if err != nil {
 			if !sw.sent {
 				writeError(w, r, log, err)

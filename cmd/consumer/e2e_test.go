@@ -102,6 +102,7 @@ type testEnv struct {
 	prefix  string
 	redis   *redis.Client
 	keyring *emailcrypt.Keyring
+	logs    syncWriter // the consumer's log
 }
 
 // redisAddr is the local Redis the tests share, each under a key prefix of
@@ -138,6 +139,8 @@ func newTestEnv(t *testing.T) *testEnv {
 			"REDIS_KEY_PREFIX":    prefix,
 			"MIGRATE_DB":          "true",
 			"LOG_LEVEL":           "warn",
+			// Tests of access set API_KEYS_FILE and drop this.
+			"AUTH_MODE": "none",
 		},
 		key: key, dbURL: dbURL, rabbit: rabbitURL, queue: queue, prefix: prefix, redis: rdb, keyring: keyring,
 	}
@@ -157,9 +160,10 @@ func (e *testEnv) startConsumer(t *testing.T) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var logs bytes.Buffer
+	logs := &e.logs
+	logs.w = &bytes.Buffer{}
 	go func() {
-		done <- run(ctx, nil, func(k string) string { return vars[k] }, strings.NewReader(""), io.Discard, &syncWriter{w: &logs})
+		done <- run(ctx, nil, func(k string) string { return vars[k] }, strings.NewReader(""), io.Discard, logs)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -196,6 +200,13 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// String returns what was written so far.
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.(*bytes.Buffer).String()
 }
 
 // produce runs the producer binary on path and returns its stdout.

@@ -101,8 +101,10 @@ func main() {
 	}
 	reg, logger := prometheus.NewRegistry(), slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	reader := usercache.NewStore(mem, cache, keys, usercache.Options{Logger: logger, Metrics: usercache.NewMetrics(reg)})
-	api, err := httpapi.New(httpapi.Config{CursorKey: keys.CursorKey(), Registry: reg, Logger: logger},
-		httpapi.Deps{Users: reader, Keys: keys, Feed: changefeed.New(noFeed{}, changefeed.Options{})})
+	api, err := // The handler alone, without authentication: bench/ measures the
+		// consumer itself, with an API key.
+		httpapi.New(httpapi.Config{CursorKey: keys.CursorKey(), Registry: reg, Logger: logger, AuthOff: true},
+			httpapi.Deps{Users: reader, Keys: keys, Feed: changefeed.New(noFeed{}, changefeed.Options{})})
 	if err != nil {
 		log.Fatal(err)
 	}

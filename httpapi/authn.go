@@ -1,0 +1,142 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/hex"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+
+	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/auth"
+)
+
+// SessionCookie is the cookie holding the page's session token.
+const SessionCookie = "viswals_session"
+
+// access is what a route asks of its caller.
+type access uint8
+
+const (
+	public  access = iota // anyone: health checks, the page's shell, signing in
+	readers               // a principal whose role may read users
+	admins                // a principal whose role may operate (metrics, operators' views)
+)
+
+// anonymous is the principal of every request when authentication is off.
+var anonymous = auth.Principal{Name: "anonymous", Role: auth.RoleAdmin, Kind: "none"}
+
+type principalKey struct{}
+
+// withPrincipal returns ctx carrying the request's principal.
+func withPrincipal(ctx context.Context, p auth.Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// principalOf returns the principal guard put in ctx.
+func principalOf(ctx context.Context) (auth.Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(auth.Principal)
+	return p, ok
+}
+
+type requestIDKey struct{}
+
+// requestIDOf returns the request's id (see guard), "" when it has none.
+func requestIDOf(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// guard lets a request through to next only when its principal may use a
+// route of level: with a bearer token, or the page's session cookie. The
+// principal and a request id (sent back as X-Request-Id, for the audit
+// log) go into the request's context.
+func (a *API) guard(level access, next http.Handler) http.Handler {
+	if level == public {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := a.authenticate(r)
+		if err == nil && !allows(level, p.Role) {
+			err = auth.Forbidden(p, r.Pattern)
+		}
+		if err != nil {
+			writeError(w, r, a.log, err)
+			return
+		}
+		id := newRequestID()
+		w.Header()["X-Request-Id"] = []string{id}
+		ctx := context.WithValue(withPrincipal(r.Context(), p), requestIDKey{}, id)
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+func allows(level access, r auth.Role) bool {
+	switch level {
+	case readers:
+		return r.MayRead()
+	case admins:
+		return r.MayOperate()
+	}
+	return true
+}
+
+// authenticate finds the request's principal: the bearer token's when
+// the request has an Authorization header, else the session cookie's.
+func (a *API) authenticate(r *http.Request) (auth.Principal, error) {
+	if a.cfg.AuthOff {
+		return anonymous, nil
+	}
+	if h := r.Header.Get("Authorization"); h != "" || a.cfg.Sessions == nil {
+		token, err := auth.BearerToken(h)
+		if err != nil {
+			return auth.Principal{}, err
+		}
+		return a.cfg.Auth.Authenticate(r.Context(), token)
+	}
+	c, err := r.Cookie(SessionCookie)
+	if err != nil {
+		return auth.Principal{}, viswals.Errorf(viswals.EUNAUTHENTICATED, "missing Authorization header")
+	}
+	p, err := a.cfg.Sessions.Verify(c.Value)
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	// A session outlives nothing it came from: a revoked key or a
+	// changed role takes effect at once.
+	return a.cfg.Auth.Recheck(p)
+}
+
+func newRequestID() string {
+	var b [8]byte
+	v := rand.Uint64()
+	for i := range b {
+		b[i] = byte(v >> (8 * i))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// principalRole is the role of the request's principal; none masks.
+func principalRole(ctx context.Context) auth.Role {
+	p, _ := principalOf(ctx)
+	return p.Role
+}
+
+// showEmail is what the request's principal may see of email.
+func showEmail(ctx context.Context, email string) string {
+	p, _ := principalOf(ctx) // none: the zero role, which masks
+	return p.Role.ShowEmail(email)
+}
+
+// audit writes the audit line of a reply that revealed n decrypted emails:
+// who, with which role, on which route, how many, and the request id;
+// never an email.
+func (a *API) audit(r *http.Request, n int) {
+	p, _ := principalOf(r.Context())
+	if n == 0 || !p.Role.SeesEmails() {
+		return
+	}
+	a.cfg.Audit.LogAttrs(r.Context(), slog.LevelInfo, "emails revealed",
+		slog.String("principal", p.Name), slog.String("kind", string(p.Kind)), slog.String("role", p.Role.String()),
+		slog.String("route", r.Pattern), slog.Int("emails", n), slog.String("request_id", requestIDOf(r.Context())))
+}
