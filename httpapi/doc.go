@@ -2,7 +2,10 @@
 // with name filters (GET /users), cached reads of one user
 // (GET /users/{id}), a resumable live changefeed over Server-Sent Events
 // (GET /users/sse), the live page that shows it (GET /), health, readiness,
-// Prometheus metrics and the OpenAPI document. routes.go lists every route.
+// Prometheus metrics and the OpenAPI document. routes.go lists every route
+// with who may use it; authn.go lets a request through only with a bearer
+// token or the page's session cookie of a role that may (package auth
+// says which role sees what).
 //
 // The package depends on small interfaces (deps.go), not on the stores;
 // cmd/consumer wires the concrete types in:
@@ -13,6 +16,8 @@
 //		CursorKey: keyring.CursorKey(),
 //		Registry:  registry, // also served on /metrics
 //		Logger:    logger,
+//		Auth:      auth.NewAuthenticator(keyFile, oidc), // API keys, JWTs
+//		Sessions:  sessions,                            // the page's cookies
 //	}, httpapi.Deps{
 //		Users: users,              // *usercache.Store: Postgres, Redis in front
 //		Keys:  keyring,            // *emailcrypt.Keyring
