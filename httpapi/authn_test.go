@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/viswals/viswals/auth"
+	"github.com/viswals/viswals/internal/wait"
 )
 
 // accessEnv is an API with authentication on: one key per role in its
@@ -188,10 +189,10 @@ func TestAccessSessionCookie(t *testing.T) {
 
 	// Revoking the key ends its sessions.
 	require.NoError(t, os.WriteFile(a.keysFile, []byte("# no keys\n"), 0o600))
-	require.Eventually(t, func() bool {
+	wait.Until(t, 10*time.Second, "the revoked key's session to be refused", func() bool {
 		resp, _ := a.do(t, "/users/1", "", cookie)
 		return resp.StatusCode == http.StatusUnauthorized
-	}, 10*time.Second, 5*time.Millisecond)
+	})
 }
 
 func mustKeys(t *testing.T, path string) *auth.KeyFile {

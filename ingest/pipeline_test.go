@@ -17,6 +17,7 @@ import (
 	"github.com/viswals/viswals"
 	"github.com/viswals/viswals/emailcrypt"
 	"github.com/viswals/viswals/ingest"
+	"github.com/viswals/viswals/internal/wait"
 	"github.com/viswals/viswals/postgres"
 	"github.com/viswals/viswals/postgres/pgtest"
 	"github.com/viswals/viswals/rabbitmq"
@@ -175,7 +176,7 @@ func TestRefusedUserDeadLetteredWholeAndReplayed(t *testing.T) {
 		cancel()
 		require.NoError(t, <-done)
 	})
-	require.Eventually(t, consumer.Connected, 30*time.Second, 10*time.Millisecond, "the consumer connects and declares its queues")
+	wait.Until(t, 30*time.Second, "the consumer to connect and declare its queues", consumer.Connected)
 
 	parent := int64(1)
 	deleted := time.UnixMilli(1_700_000_000_123).UTC()
@@ -219,10 +220,10 @@ func TestRefusedUserDeadLetteredWholeAndReplayed(t *testing.T) {
 	moved, err := rabbitmq.ReplayDeadLetters(ctx, url, queue, 0)
 	require.NoError(t, err)
 	require.Equal(t, 1, moved)
-	require.Eventually(t, func() bool {
+	wait.Until(t, 30*time.Second, "the replayed user to land", func() bool {
 		_, err := store.Get(ctx, 3)
 		return err == nil
-	}, 30*time.Second, 10*time.Millisecond, "the replayed user lands")
+	})
 	rmqtest.WaitMessages(t, url, queue, 0, 30*time.Second)
 
 	got, err := store.Get(ctx, 3)

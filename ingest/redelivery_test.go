@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/internal/wait"
 )
 
 // versionedStore keeps the greatest version per id, as the real upsert
@@ -274,10 +275,10 @@ func TestCacheOutageDropsMissedEntriesWithoutFurtherWrites(t *testing.T) {
 	cache.mu.Lock()
 	cache.err = nil
 	cache.mu.Unlock()
-	require.Eventually(t, func() bool {
+	wait.Until(t, 10*time.Second, "the missed entries to be dropped", func() bool {
 		cache.mu.Lock()
 		defer cache.mu.Unlock()
 		return len(cache.deleted) == 2
-	}, 10*time.Second, time.Millisecond)
-	require.Eventually(t, func() bool { return !in.stale.draining.Load() }, 10*time.Second, time.Millisecond, "the retry goroutine should end")
+	})
+	wait.Until(t, 10*time.Second, "the retry goroutine to end", func() bool { return !in.stale.draining.Load() })
 }
