@@ -36,6 +36,8 @@ type Config struct {
 	// Audit gets one line per reply that revealed decrypted emails; nil:
 	// Logger with logger=audit.
 	Audit *slog.Logger
+
+	Limits       Limits
 }
 
 // Deps are what the API reads from; Users, Keys and Feed are required.
@@ -57,6 +59,11 @@ type API struct {
 	log     *slog.Logger
 	metrics *metrics
 	handler http.Handler
+
+	hosts   []hostRule
+	anyHost bool
+	rate    *rateLimiter // nil: no rate limit
+	streams *streamCaps  // nil: no stream caps
 }
 
 // New returns the API. It registers its metrics on cfg.Registry, so call it
@@ -87,6 +94,18 @@ func New(cfg Config, deps Deps) (*API, error) {
 		return nil, err
 	}
 	a := &API{cfg: cfg, deps: deps, log: cfg.Logger, metrics: m}
+	lim := cfg.Limits
+	switch {
+	case lim.Rate < 0 || lim.Burst < 0 || lim.MaxStreams < 0 || lim.MaxStreamsPerPrincipal < 0:
+		return nil, errors.New("httpapi: Limits must not be negative")
+	}
+	a.hosts, a.anyHost = hostRules(lim.AllowedHosts)
+	if lim.Rate > 0 {
+		a.rate = newRateLimiter(lim.Rate, lim.Burst)
+	}
+	if lim.MaxStreams > 0 || lim.MaxStreamsPerPrincipal > 0 {
+		a.streams = &streamCaps{max: lim.MaxStreams, perKey: lim.MaxStreamsPerPrincipal, byKey: map[clientKey]int{}}
+	}
 	a.handler = a.newRouter()
 	return a, nil
 }

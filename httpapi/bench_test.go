@@ -62,7 +62,7 @@ func benchAPI(b *testing.B, users int) (*API, *memDB) {
 
 func BenchmarkGetUser(b *testing.B) {
 	api, _ := benchAPI(b, 10)
-	req := httptest.NewRequest(http.MethodGet, "/users/7", nil)
+	req := httptest.NewRequest(http.MethodGet, "http://localhost/users/7", nil)
 	w := &discardWriter{h: http.Header{}}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -101,7 +101,7 @@ func BenchmarkBareHandler(b *testing.B) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(body)
 	})
-	req := httptest.NewRequest(http.MethodGet, "/users/7", nil)
+	req := httptest.NewRequest(http.MethodGet, "http://localhost/users/7", nil)
 	w := &discardWriter{h: http.Header{}}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -145,7 +145,7 @@ func BenchmarkListUsers(b *testing.B) {
 	}
 	for _, q := range []string{"limit=100", "limit=1000", "limit=100&first_name=first&last_name=LAST"} {
 		b.Run(q, func(b *testing.B) {
-			req := httptest.NewRequest(http.MethodGet, "/users?"+q, nil)
+			req := httptest.NewRequest(http.MethodGet, "http://localhost/users?"+q, nil)
 			w := &discardWriter{h: http.Header{}}
 			b.ReportAllocs()
 			for b.Loop() {

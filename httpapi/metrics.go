@@ -10,6 +10,7 @@ type metrics struct {
 	requests       *prometheus.HistogramVec
 	sseSubscribers prometheus.Gauge
 	sseEvents      prometheus.Counter
+	rejected       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -29,8 +30,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "viswals_sse_events_total",
 			Help: "User events sent on SSE streams.",
 		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "viswals_http_rejected_total",
+			Help: "Requests refused by a limit: host (421), rate, sse_global or sse_principal (429).",
+		}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.sseSubscribers, m.sseEvents} {
+	for _, c := range []prometheus.Collector{m.requests, m.sseSubscribers, m.sseEvents, m.rejected} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

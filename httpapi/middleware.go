@@ -15,6 +15,8 @@ import (
 func observe(next http.Handler, log *slog.Logger, m *metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		// Replies carry users' data: no cache, shared or private, keeps them.
+		w.Header()["Cache-Control"] = noStore
 		rec := &recorder{ResponseWriter: w, r: r}
 		defer func() {
 			p := recover()

@@ -27,7 +27,7 @@ func handlePage() http.Handler {
 		h.Set("Content-Type", "text/html; charset=utf-8")
 		h.Set("Content-Security-Policy", csp)
 		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Cache-Control", "no-cache")
+		h.Set("Cache-Control", "no-store")
 		w.Write(page)
 	})
 }

@@ -18,7 +18,7 @@ func (a *API) routes() []route {
 	return []route{
 		{"GET /users", readers, handleListUsers(a.deps.Users, a.cfg.CursorKey, a.log, a.audit)},
 		{"GET /users/{id}", readers, handleGetUser(a.deps.Users, a.log, a.audit)},
-		{"GET /users/sse", readers, handleSSE(a.deps.Feed, a.deps.Keys, a.cfg.CursorKey, a.cfg.SSE, a.log, a.metrics, a.audit)},
+		{"GET /users/sse", readers, a.capStreams(handleSSE(a.deps.Feed, a.deps.Keys, a.cfg.CursorKey, a.cfg.SSE, a.log, a.metrics, a.audit))},
 		// The page's shell holds no data; it signs in before it streams.
 		{"GET /{$}", public, handlePage()},
 		{"GET /healthz", public, handleHealthz()},
@@ -30,11 +30,22 @@ func (a *API) routes() []route {
 
 // newRouter registers the routes and wraps them in the per-request
 // logging and metrics, which also answer unknown routes (404) and wrong
-// methods (405) with the JSON error envelope.
+// methods (405) with the JSON error envelope. Every route but the health
+// checks answers only for the allowed hosts and within its caller's
+// request rate; the health checks stay open to probes, which address the
+// server by whatever name or IP they have, and hold no data.
 func (a *API) newRouter() http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range a.routes() {
-		mux.Handle(rt.pattern, a.guard(rt.access, rt.handler))
+		h := a.guard(rt.access, rt.handler)
+		if !healthRoute(rt.pattern) {
+			// The Host check comes first, so that a rebinding page learns
+			// nothing, not even whether its token is good; the rate limit
+			// (and the stream caps) after authentication, which names
+			// whose budget a request spends.
+			h = a.checkHost(a.guard(rt.access, a.rateLimit(rt.handler)))
+		}
+		mux.Handle(rt.pattern, h)
 	}
 	return observe(mux, a.log, a.metrics)
 }
@@ -45,4 +56,8 @@ func (a *API) readyNotes() map[string]string {
 		return map[string]string{"auth": "off"}
 	}
 	return nil
+}
+
+func healthRoute(pattern string) bool {
+	return pattern == "GET /healthz" || pattern == "GET /readyz"
 }

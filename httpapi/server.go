@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"time"
 )
@@ -18,5 +20,7 @@ func NewServer(addr string, handler http.Handler) *http.Server {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
+		// SSE streams bound their connection's send buffer (SSEOptions).
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return withConn(ctx, c) },
 	}
 }

@@ -24,10 +24,17 @@ type SSEOptions struct {
 	// Heartbeat is how often an idle stream sends a ": ping" comment
 	// (default 15s), so proxies and clients see the connection is alive.
 	Heartbeat time.Duration
-	// WriteTimeout bounds each write to the client (default 30s); a client
+	// WriteTimeout bounds each write to the client (default 10s); a client
 	// that does not read for that long is disconnected. It replaces the
 	// server's WriteTimeout, which would otherwise cut every stream.
 	WriteTimeout time.Duration
+	// SendBuffer is the kernel send buffer of a stream's connection
+	// (default 64 KiB; Linux doubles it for its bookkeeping). A client
+	// that stops reading fills it, and the stream's own 16 KiB buffer,
+	// then blocks the stream's writes until WriteTimeout drops it: what
+	// such a client holds is bounded by these, not by how fast the link
+	// was.
+	SendBuffer int
 	// Retry is the reconnection delay suggested to clients (default 2s).
 	Retry time.Duration
 }
@@ -37,7 +44,10 @@ func (o *SSEOptions) defaults() {
 		o.Heartbeat = 15 * time.Second
 	}
 	if o.WriteTimeout <= 0 {
-		o.WriteTimeout = 30 * time.Second
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.SendBuffer <= 0 {
+		o.SendBuffer = 64 << 10
 	}
 	if o.Retry <= 0 {
 		o.Retry = 2 * time.Second
@@ -60,6 +70,7 @@ func handleSSE(feed *changefeed.Hub, keys Opener, cursorKey []byte, opts SSEOpti
 			writeError(w, r, log, err)
 			return
 		}
+		limitSendBuffer(ctx, opts.SendBuffer)
 		m.sseSubscribers.Inc()
 		defer m.sseSubscribers.Dec()
 		defer stream.Close()
@@ -102,7 +113,7 @@ func (s *sseWriter) run(ctx context.Context) error {
 	s.deadline()
 	h := s.w.Header()
 	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
+	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	s.w.WriteHeader(http.StatusOK)
 	s.bw.WriteString("retry: ")

@@ -26,7 +26,7 @@ func TestSSESnapshotThenLive(t *testing.T) {
 	e.db.insert(testUser(2, "B", "B"))
 
 	c := ssetest.Open(t, e.srv.URL+"/users/sse", "")
-	if h := c.Resp.Header; h.Get("Content-Type") != "text/event-stream" || h.Get("Cache-Control") != "no-cache" || h.Get("X-Accel-Buffering") != "no" {
+	if h := c.Resp.Header; h.Get("Content-Type") != "text/event-stream" || h.Get("Cache-Control") != "no-store" || h.Get("X-Accel-Buffering") != "no" {
 		t.Errorf("headers %v", h)
 	}
 	if ev, _ := c.Next(t); ev.Retry != "2000" {

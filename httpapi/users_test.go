@@ -92,7 +92,7 @@ func TestGetUserClientGone(t *testing.T) {
 	e.db.insert(testUser(1, "Ann", "Lee"))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	req := httptest.NewRequest(http.MethodGet, "/users/1", nil).WithContext(ctx)
+	req := httptest.NewRequest(http.MethodGet, "http://localhost/users/1", nil).WithContext(ctx)
 	e.api.ServeHTTP(httptest.NewRecorder(), req)
 	if logs := e.logs.String(); strings.Contains(logs, "request failed") {
 		t.Errorf("logged a cancelled request: %s", logs)
