@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +22,9 @@ const (
 	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
 	DefaultRabbitURL   = "amqp://guest:guest@127.0.0.1:5672/"
 	DefaultQueue       = "users"
+	// DefaultConsumerAddr listens on loopback only: reaching the API from
+	// elsewhere is a choice made by setting CONSUMER_PORT.
+	DefaultConsumerAddr = "127.0.0.1:8080"
 )
 
 // Getenv looks up an environment variable; "" means unset.
@@ -71,6 +75,18 @@ func (s *set) Int(p *int, flagName, envName string, def int, usage string) {
 		}
 	}
 	s.fs.IntVar(p, flagName, v, usage+envHint(envName))
+}
+
+func (s *set) Float(p *float64, flagName, envName string, def float64, usage string) {
+	v := def
+	if raw := s.getenv(envName); raw != "" {
+		f, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			s.errs = append(s.errs, fmt.Errorf("%s: %q is not a number", envName, raw))
+		}
+		v = f
+	}
+	s.fs.Float64Var(p, flagName, v, usage+envHint(envName))
 }
 
 func (s *set) Duration(p *time.Duration, flagName, envName string, def time.Duration, usage string) {

@@ -65,16 +65,77 @@ func TestParseConsumer(t *testing.T) {
 	}), &bytes.Buffer{})
 	require.NoError(t, err)
 	assert.Empty(t, rest)
-	assert.Equal(t, ":9090", c.Addr)
+	assert.Equal(t, "127.0.0.1:9090", c.Addr)
 	assert.Equal(t, time.Hour, c.RedisTTL)
 	assert.False(t, c.Migrate)
 	assert.Equal(t, 3, c.Workers)
 	assert.Equal(t, "k", c.EncryptionKey)
 	assert.Equal(t, DefaultPostgresURL, c.PostgresURL)
 
-	for _, bad := range []map[string]string{{"REDIS_TTL": "soon"}, {"MIGRATE_DB": "maybe"}, {"CONSUMER_WORKERS": "0"}} {
+	for _, bad := range []map[string]string{{"REDIS_TTL": "soon"}, {"MIGRATE_DB": "maybe"}, {"CONSUMER_WORKERS": "0"},
+		{"API_RATE_LIMIT": "fast"}, {"API_RATE_LIMIT": "-1"}, {"API_RATE_BURST": "0"}, {"SSE_MAX_STREAMS": "-1"},
+		{"SSE_MAX_STREAMS_PER_PRINCIPAL": "-2"}, {"SSE_WRITE_TIMEOUT": "0s"}, {"API_PG_MAX_CONNS": "0"}, {"ALLOWED_HOSTS": " , "}} {
 		_, _, err := ParseConsumer("consumer", nil, env(bad), &bytes.Buffer{})
 		assert.ErrorIs(t, err, ErrUsage, "%v", bad)
+	}
+}
+
+func TestParseConsumerListenAddress(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ env, want string }{
+		{"", "127.0.0.1:8080"},
+		{"9090", "127.0.0.1:9090"},
+		{":9090", ":9090"},
+		{"0.0.0.0:8080", "0.0.0.0:8080"},
+		{"[::1]:8080", "[::1]:8080"},
+	} {
+		c, _, err := ParseConsumer("consumer", nil, env(map[string]string{"CONSUMER_PORT": tc.env}), &bytes.Buffer{})
+		require.NoError(t, err)
+		assert.Equal(t, tc.want, c.Addr, "CONSUMER_PORT=%q", tc.env)
+	}
+}
+
+func TestParseConsumerLimits(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want func(*testing.T, Consumer)
+	}{
+		{"defaults", nil, func(t *testing.T, c Consumer) {
+			assert.Equal(t, []string{"localhost", "127.0.0.1", "[::1]"}, c.AllowedHosts)
+			assert.Equal(t, 50.0, c.RateLimit)
+			assert.Equal(t, 100, c.RateBurst)
+			assert.Equal(t, 1000, c.SSEMaxStreams)
+			assert.Equal(t, 20, c.SSEMaxStreamsPerPrinc)
+			assert.Equal(t, 10*time.Second, c.SSEWriteTimeout)
+			assert.Equal(t, 8, c.APIPGMaxConns)
+			assert.Equal(t, 16, c.PGMaxConns)
+		}},
+		{"set", map[string]string{"ALLOWED_HOSTS": " api.example.com, 10.0.0.5:8080 ,", "API_RATE_LIMIT": "2.5",
+			"API_RATE_BURST": "5", "SSE_MAX_STREAMS": "0", "SSE_MAX_STREAMS_PER_PRINCIPAL": "3",
+			"SSE_WRITE_TIMEOUT": "2s", "API_PG_MAX_CONNS": "4"}, func(t *testing.T, c Consumer) {
+			assert.Equal(t, []string{"api.example.com", "10.0.0.5:8080"}, c.AllowedHosts)
+			assert.Equal(t, 2.5, c.RateLimit)
+			assert.Equal(t, 5, c.RateBurst)
+			assert.Equal(t, 0, c.SSEMaxStreams)
+			assert.Equal(t, 3, c.SSEMaxStreamsPerPrinc)
+			assert.Equal(t, 2*time.Second, c.SSEWriteTimeout)
+			assert.Equal(t, 4, c.APIPGMaxConns)
+		}},
+		{"rate limit off", map[string]string{"API_RATE_LIMIT": "0", "API_RATE_BURST": "0"}, func(t *testing.T, c Consumer) {
+			assert.Equal(t, 0.0, c.RateLimit)
+		}},
+		{"any host", map[string]string{"ALLOWED_HOSTS": "*"}, func(t *testing.T, c Consumer) {
+			assert.Equal(t, []string{"*"}, c.AllowedHosts)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, _, err := ParseConsumer("consumer", nil, env(tc.env), &bytes.Buffer{})
+			require.NoError(t, err)
+			tc.want(t, c)
+		})
 	}
 }
 
@@ -83,7 +144,8 @@ func TestHelpListsEverySetting(t *testing.T) {
 	var out bytes.Buffer
 	_, _, err := ParseConsumer("consumer", []string{"--help"}, env(nil), &out)
 	require.ErrorIs(t, err, flag.ErrHelp)
-	for _, name := range []string{"POSTGRES_CONN_URL", "REDIS_CONN_URL", "RABBITMQ_CONN_URL", "RABBITMQ_QUEUE_NAME", "CONSUMER_PORT", "ENCRYPTION_KEY", "LOG_LEVEL", "MIGRATE_DB", "REDIS_TTL"} {
+	for _, name := range []string{"POSTGRES_CONN_URL", "REDIS_CONN_URL", "RABBITMQ_CONN_URL", "RABBITMQ_QUEUE_NAME", "CONSUMER_PORT", "ENCRYPTION_KEY", "LOG_LEVEL", "MIGRATE_DB", "REDIS_TTL",
+		"ALLOWED_HOSTS", "API_RATE_LIMIT", "API_RATE_BURST", "SSE_MAX_STREAMS", "SSE_MAX_STREAMS_PER_PRINCIPAL", "SSE_WRITE_TIMEOUT", "API_PG_MAX_CONNS"} {
 		assert.Contains(t, out.String(), name)
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ type Consumer struct {
 	Prefetch      int
 	Workers       int
 	PGMaxConns    int
+	APIPGMaxConns int // the API's own pool, apart from ingestion's
 	Upsert        string
 	AnalyzeRows   int
 	DrainTimeout  time.Duration
@@ -34,6 +36,13 @@ type Consumer struct {
 	OIDCIssuer    string // "": no OIDC tokens
 	OIDCAudience  string
 	OIDCRoleClaim string
+
+	AllowedHosts          []string // ALLOWED_HOSTS, split on commas
+	RateLimit             float64  // requests/s per principal; 0: off
+	RateBurst             int
+	SSEMaxStreams         int // 0: no cap
+	SSEMaxStreamsPerPrinc int // 0: no cap
+	SSEWriteTimeout       time.Duration
 }
 
 // AuthOff reports whether AUTH_MODE switches authentication off.
@@ -54,7 +63,7 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 	s.String(&c.RedisURL, "redis-url", "REDIS_CONN_URL", DefaultRedisURL, "Redis URL")
 	s.String(&c.RabbitURL, "rabbitmq-url", "RABBITMQ_CONN_URL", DefaultRabbitURL, "RabbitMQ URL")
 	s.String(&c.Queue, "queue", "RABBITMQ_QUEUE_NAME", DefaultQueue, "queue to consume")
-	s.String(&c.Addr, "addr", "CONSUMER_PORT", ":8080", "HTTP listen address or port")
+	s.String(&c.Addr, "addr", "CONSUMER_PORT", DefaultConsumerAddr, "HTTP listen address: host:port; a bare port listens on 127.0.0.1, :port on every interface")
 	s.String(&c.EncryptionKey, "encryption-key", "ENCRYPTION_KEY", "", "32 random bytes, base64 or hex (openssl rand -base64 32); required")
 	s.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	s.Bool(&c.Migrate, "migrate", "MIGRATE_DB", true, "run the embedded database migrations at start")
@@ -62,11 +71,19 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 	s.String(&c.RedisPrefix, "redis-prefix", "REDIS_KEY_PREFIX", "users:", "cache key prefix")
 	s.Int(&c.Prefetch, "prefetch", "CONSUMER_PREFETCH", 16, "unacknowledged messages held at once")
 	s.Int(&c.Workers, "workers", "CONSUMER_WORKERS", 8, "messages processed in parallel")
-	s.Int(&c.PGMaxConns, "pg-max-conns", "POSTGRES_MAX_CONNS", 16, "Postgres connection pool size")
+	s.Int(&c.PGMaxConns, "pg-max-conns", "POSTGRES_MAX_CONNS", 16, "Postgres connection pool size of ingestion")
+	s.Int(&c.APIPGMaxConns, "api-pg-max-conns", "API_PG_MAX_CONNS", 8, "Postgres connection pool size of the HTTP API's reads, apart from ingestion's pool")
 	s.String(&c.Upsert, "pg-upsert", "POSTGRES_UPSERT", "copy-first", "batch write strategy: copy-first (COPY new users, upsert when an id exists) or unnest (always INSERT ... ON CONFLICT)")
 	s.Int(&c.AnalyzeRows, "pg-analyze-rows", "POSTGRES_ANALYZE_ROWS", 20000, "refresh the table's statistics (ANALYZE) once this many rows changed: at once when it has none, else when writes pause and a tenth of the table changed; 0: leave it to autovacuum")
 	s.Duration(&c.DrainTimeout, "drain-timeout", "CONSUMER_DRAIN_TIMEOUT", 10*time.Second, "on SIGTERM, time allowed to finish in-flight messages")
 	s.Duration(&c.Heartbeat, "sse-heartbeat", "SSE_HEARTBEAT", 15*time.Second, "interval of SSE comment heartbeats")
+	var hosts string
+	s.String(&hosts, "allowed-hosts", "ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]", "comma-separated Host header values the API answers, each host (any port) or host:port; others get 421; * allows any host (unsafe: lets other sites' pages read the API through DNS rebinding)")
+	s.Float(&c.RateLimit, "api-rate-limit", "API_RATE_LIMIT", 50, "requests per second per principal (per client IP with AUTH_MODE=none) before 429; 0: no limit")
+	s.Int(&c.RateBurst, "api-rate-burst", "API_RATE_BURST", 100, "requests a principal may make at once above API_RATE_LIMIT")
+	s.Int(&c.SSEMaxStreams, "sse-max-streams", "SSE_MAX_STREAMS", 1000, "open GET /users/sse streams in all before 429; 0: no cap")
+	s.Int(&c.SSEMaxStreamsPerPrinc, "sse-max-streams-per-principal", "SSE_MAX_STREAMS_PER_PRINCIPAL", 20, "open GET /users/sse streams per principal (per client IP with AUTH_MODE=none) before 429; 0: no cap")
+	s.Duration(&c.SSEWriteTimeout, "sse-write-timeout", "SSE_WRITE_TIMEOUT", 10*time.Second, "an SSE client that reads nothing for this long is disconnected")
 	s.String(&c.PprofAddr, "pprof-addr", "PPROF_ADDR", "", "serve /debug/pprof on this address, e.g. 127.0.0.1:6060 (empty: off)")
 	s.String(&c.AuthMode, "auth-mode", "AUTH_MODE", "required", "API authentication: required, or none (development only: everyone is an admin)")
 	s.String(&c.APIKeysFile, "api-keys-file", "API_KEYS_FILE", "", "file of API key hashes, one 'name role sha256' per line (make keys with: consumer apikey create); re-read when it changes")
@@ -77,9 +94,26 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 		return c, nil, usageError(err)
 	}
 	if !strings.Contains(c.Addr, ":") {
-		c.Addr = ":" + c.Addr
+		c.Addr = "127.0.0.1:" + c.Addr // a bare port: loopback, as the default
+	}
+	for h := range strings.SplitSeq(hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			c.AllowedHosts = append(c.AllowedHosts, h)
+		}
 	}
 	switch {
+	case len(c.AllowedHosts) == 0:
+		return c, nil, usageError(errors.New("--allowed-hosts is empty; list the hosts, or * for any"))
+	case c.RateLimit < 0 || c.RateBurst < 0:
+		return c, nil, usageError(fmt.Errorf("--api-rate-limit and --api-rate-burst must be >= 0"))
+	case c.RateLimit > 0 && c.RateBurst < 1:
+		return c, nil, usageError(fmt.Errorf("--api-rate-burst must be >= 1 with a rate limit"))
+	case c.SSEMaxStreams < 0 || c.SSEMaxStreamsPerPrinc < 0:
+		return c, nil, usageError(fmt.Errorf("--sse-max-streams and --sse-max-streams-per-principal must be >= 0"))
+	case c.SSEWriteTimeout <= 0:
+		return c, nil, usageError(fmt.Errorf("--sse-write-timeout must be > 0"))
+	case c.APIPGMaxConns < 1:
+		return c, nil, usageError(fmt.Errorf("--api-pg-max-conns must be >= 1, got %d", c.APIPGMaxConns))
 	case c.Prefetch < 1:
 		return c, nil, usageError(fmt.Errorf("--prefetch must be >= 1, got %d", c.Prefetch))
 	case c.Workers < 1:

@@ -9,6 +9,7 @@ package deploy_test
 import (
 	"bytes"
 	"debug/elf"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -132,8 +133,11 @@ func checkCompose(t *testing.T) {
 	for _, v := range []string{"POSTGRES_CONN_URL", "REDIS_CONN_URL", "RABBITMQ_CONN_URL", "RABBITMQ_QUEUE_NAME", "CONSUMER_PORT", "ENCRYPTION_KEY", "MIGRATE_DB"} {
 		assert.Contains(t, consumer.Environment, v)
 	}
-	port := consumer.Environment["CONSUMER_PORT"]
-	assert.Contains(t, consumer.Ports, port+":"+port, "the API port is published")
+	host, port, err := net.SplitHostPort(consumer.Environment["CONSUMER_PORT"])
+	require.NoError(t, err, "CONSUMER_PORT is host:port; a bare port would listen on the container's loopback only")
+	assert.Contains(t, []string{"", "0.0.0.0", "::"}, host, "the consumer listens on every interface of the container, or the published port reaches nothing")
+	assert.Contains(t, consumer.Ports, "127.0.0.1:"+port+":"+port, "the API port is published on the host's loopback")
+	assert.Contains(t, strings.Split(consumer.Environment["ALLOWED_HOSTS"], ","), "localhost", "the published port is reached as localhost")
 	df, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
 	require.NoError(t, err)
 	assert.Contains(t, string(df), "EXPOSE "+port)

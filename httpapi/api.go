@@ -37,7 +37,7 @@ type Config struct {
 	// Logger with logger=audit.
 	Audit *slog.Logger
 
-	Limits       Limits
+	Limits Limits
 }
 
 // Deps are what the API reads from; Users, Keys and Feed are required.

@@ -22,7 +22,7 @@ import (
 
 // deps are the parts the HTTP API is built from.
 type deps struct {
-	store    *postgres.Store
+	store    *postgres.Store // the API's own pool
 	cache    *rediscache.Cache
 	keyring  *emailcrypt.Keyring
 	consumer *rabbitmq.Consumer
@@ -40,11 +40,18 @@ func newAPI(cfg config.Consumer, logger *slog.Logger, reg *prometheus.Registry, 
 		CursorKey: d.keyring.CursorKey(),
 		Registry:  reg,
 		Logger:    logger,
-		SSE:       httpapi.SSEOptions{Heartbeat: cfg.Heartbeat},
+		SSE:       httpapi.SSEOptions{Heartbeat: cfg.Heartbeat, WriteTimeout: cfg.SSEWriteTimeout},
 		Auth:      authn,
 		Sessions:  sessions,
 		AuthOff:   cfg.AuthOff(),
 		Audit:     logger.With("logger", "audit"),
+		Limits: httpapi.Limits{
+			AllowedHosts:           cfg.AllowedHosts,
+			Rate:                   cfg.RateLimit,
+			Burst:                  cfg.RateBurst,
+			MaxStreams:             cfg.SSEMaxStreams,
+			MaxStreamsPerPrincipal: cfg.SSEMaxStreamsPerPrinc,
+		},
 	}, httpapi.Deps{
 		Users: usercache.NewStore(d.store, d.cache, d.keyring, usercache.Options{Logger: logger, Metrics: usercache.NewMetrics(reg)}),
 		Keys:  d.keyring,

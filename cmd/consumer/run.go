@@ -66,6 +66,7 @@ type Main struct {
 
 	// Built by Run; Close releases them.
 	store      *postgres.Store
+	apiStore   *postgres.Store // the API's reads, on their own pool
 	redis      *redis.Client
 	ingester   *ingest.Ingester
 	consumer   *rabbitmq.Consumer
@@ -103,6 +104,12 @@ func (m *Main) build(ctx context.Context) error {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	m.store = store
+	// The API reads through its own pool, so that no number of readers or
+	// streams can take the connections ingestion writes with.
+	m.apiStore, err = postgres.Open(ctx, cfg.PostgresURL, postgres.PoolConfig{MaxConns: int32(cfg.APIPGMaxConns)})
+	if err != nil {
+		return fmt.Errorf("postgres (API pool): %w", err)
+	}
 
 	redisOpts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
@@ -132,7 +139,7 @@ func (m *Main) build(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	m.ln = ln
-	api, feed, err := newAPI(cfg, logger, reg, deps{store: store, cache: cache, keyring: keyring, consumer: m.consumer})
+	api, feed, err := newAPI(cfg, logger, reg, deps{store: m.apiStore, cache: cache, keyring: keyring, consumer: m.consumer})
 	if err != nil {
 		return err
 	}
@@ -218,6 +225,9 @@ func (m *Main) Close() {
 	if m.redis != nil {
 		m.redis.Close()
 	}
+	if m.apiStore != nil {
+		m.apiStore.Close()
+	}
 	if m.store != nil {
 		m.store.Close()
 	}
@@ -271,8 +281,8 @@ func healthcheck(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("%w: CONSUMER_PORT: %w", config.ErrUsage, err)
 	}
-	if host == "" {
-		host = "127.0.0.1"
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1" // listening on every interface includes loopback
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
