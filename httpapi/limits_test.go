@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -401,4 +403,81 @@ func TestSSEDropsAClientThatStopsReading(t *testing.T) {
 		t.Fatalf("the stream wrote %d bytes into buffers for a client that read none", got)
 	}
 	t.Logf("%d bytes buffered for a client that read none", got)
+}
+
+// With authentication on, the rate and the stream cap are each
+// principal's: one key spending its budget leaves the other's whole.
+func TestLimitsArePerPrincipal(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "api-keys")
+	keys := map[string]string{}
+	var lines []string
+	for _, name := range []string{"a", "b"} {
+		key, line, err := auth.GenerateKey(name, auth.RoleReader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[name] = key
+		lines = append(lines, line)
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kf, err := auth.OpenKeyFile(path, auth.KeyFileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(s *envSettings) {
+		s.cfg.AuthOff = false
+		s.cfg.Auth = auth.NewAuthenticator(kf, nil)
+		// No token comes back during the test: a's budget is 4 requests.
+		s.cfg.Limits = Limits{Rate: 0.001, Burst: 4, MaxStreamsPerPrincipal: 1}
+	})
+	e.db.insert(testUser(1, "A", "B"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	get := func(who, path string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+keys[who])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	stream := get("a", "/users/sse") // a: 1 of 4
+	defer stream.Body.Close()
+	if stream.StatusCode != 200 {
+		t.Fatalf("a's stream: %d", stream.StatusCode)
+	}
+	for _, step := range []struct {
+		who, path string
+		want      int
+	}{
+		{"a", "/users/sse", 429}, // a: 2 of 4, over a's stream cap
+		{"b", "/users/sse?limit=1", 200},
+		{"a", "/users/1", 200}, // 3 of 4
+		{"a", "/users/1", 200}, // 4 of 4
+		{"a", "/users/1", 429},
+		{"b", "/users/1", 200},
+	} {
+		resp := get(step.who, step.path)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != step.want {
+			t.Fatalf("%s %s: status %d, want %d: %s", step.who, step.path, resp.StatusCode, step.want, body)
+		}
+	}
+	// Credentials that do not authenticate are refused before any budget.
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/users/1", nil)
+	req.Header.Set("Authorization", "Bearer nope")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("bad token: %d", resp.StatusCode)
+	}
 }
