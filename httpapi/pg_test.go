@@ -505,14 +505,3 @@ func TestPGLiveLatency(t *testing.T) {
 		}
 	}
 }
-
-func (e *pgEnv) metricsText(t testing.TB) string {
-	t.Helper()
-	resp, err := http.Get(e.srv.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}

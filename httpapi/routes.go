@@ -21,6 +21,10 @@ func (a *API) routes() []route {
 		{"GET /users/sse", readers, a.capStreams(handleSSE(a.deps.Feed, a.deps.Keys, a.cfg.CursorKey, a.cfg.SSE, a.log, a.metrics, a.audit))},
 		// The page's shell holds no data; it signs in before it streams.
 		{"GET /{$}", public, handlePage()},
+		// Signing in and out needs no session; asking who is signed in does.
+		{"POST /session", public, handleSessionCreate(a.cfg.Auth, a.cfg.Sessions, a.cfg.AuthOff, a.log)},
+		{"GET /session", readers, handleSessionGet()},
+		{"DELETE /session", public, handleSessionDelete(a.log)},
 		{"GET /healthz", public, handleHealthz()},
 		{"GET /readyz", public, handleReadyz(a.deps.Checks, a.readyNotes(), a.cfg.ReadyTimeout, a.log)},
 		{"GET /metrics", admins, handleMetrics(a.cfg.Registry)},

@@ -15,14 +15,20 @@ import (
 )
 
 // TestBrowserShowsUsersLoadedByTheProducer opens the live page of a running
-// consumer in headless Chromium, loads users through the real producer and
+// consumer in headless Chromium, signs in through its form with a key made
+// by `consumer apikey create`, loads users through the real producer and
 // waits for them to appear in the table. (httpapi's browser test covers
-// filters, markup in names and reconnection.)
+// filters, markup in names, reconnection, ended sessions and signing out.)
 func TestBrowserShowsUsersLoadedByTheProducer(t *testing.T) {
 	testenv.SkipShort(t, "drives headless Chromium")
 	t.Parallel()
 	browser := testenv.Program(t, "Chromium", "apt-get install chromium", "chromium", "chromium-browser", "google-chrome")
 	e := newTestEnv(t)
+	key, line := createKey(t, "support", "pii")
+	keysFile := filepath.Join(t.TempDir(), "api-keys")
+	require.NoError(t, os.WriteFile(keysFile, []byte(line+"\n"), 0o600))
+	delete(e.vars, "AUTH_MODE")
+	e.vars["API_KEYS_FILE"] = keysFile
 	base := e.startConsumer(t)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
@@ -44,6 +50,11 @@ func TestBrowserShowsUsersLoadedByTheProducer(t *testing.T) {
 		})
 	}
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(base+"/")))
+	waitJS("the sign-in form", `!document.querySelector('#signin').hidden`)
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS("#token"), key),
+		chromedp.Click(chromedp.CSS("#signin-button"))))
+	waitJS("signed in", `document.querySelector('#who').textContent === 'support · pii'`)
 	waitJS("the page's stream is live", `document.querySelector('#state').textContent === 'live'`)
 	waitJS("the table is empty", `document.querySelectorAll('#rows tr').length === 0`)
 
