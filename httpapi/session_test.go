@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -340,5 +341,35 @@ func TestSessionAuthOff(t *testing.T) {
 		if resp.StatusCode != 200 || body.Data == nil || body.Data.Role != "admin" || body.Data.Kind != "none" || len(resp.Cookies()) != 0 {
 			t.Errorf("%s /session: %d %q %s", method, resp.StatusCode, resp.Header.Get("Set-Cookie"), raw)
 		}
+	}
+}
+
+// TestSessionEndsItsStream: a stream opened with a session ends when the
+// session does, and its reconnection is refused.
+func TestSessionEndsItsStream(t *testing.T) {
+	t.Parallel()
+	var keys testKeys
+	const ttl = time.Hour
+	// Sessions issued now end in one to two seconds.
+	clock := &testClock{now: time.Now().Add(-ttl + 1500*time.Millisecond)}
+	e := newEnv(t, withKeys(t, &keys, clock, ttl))
+	e.db.insert(testUser(1, "Ada", "Lovelace"))
+	c := jarClient(t, http.DefaultClient)
+	c.Timeout = 10 * time.Second
+	if resp, raw, _ := do(t, c, "POST", e.srv.URL+"/session", tokenJSON(keys.pii), "Content-Type", jsonCT); resp.StatusCode != 200 {
+		t.Fatalf("sign in: %d %s", resp.StatusCode, raw)
+	}
+	resp, err := c.Get(e.srv.URL + "/users/sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body) // returns when the server ends the stream
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || !strings.Contains(string(body), `"first_name":"Ada"`) {
+		t.Fatalf("stream: %d, %v, %q", resp.StatusCode, err, body)
+	}
+	clock.Add(2 * time.Second)
+	if resp, raw, _ := do(t, c, "GET", e.srv.URL+"/users/sse", ""); resp.StatusCode != 401 {
+		t.Errorf("reconnecting with the ended session: %d %s", resp.StatusCode, raw)
 	}
 }

@@ -65,6 +65,14 @@ func handleSSE(feed *changefeed.Hub, keys Opener, cursorKey []byte, opts SSEOpti
 			return
 		}
 		ctx := r.Context()
+		// A stream ends when its principal's credential does (a session,
+		// a JWT), so that it cannot outlive it: the client's reconnection
+		// is then refused, and the page asks to sign in again.
+		if who, _ := principalOf(ctx); !who.Expires.IsZero() {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, who.Expires)
+			defer cancel()
+		}
 		stream, err := feed.Open(ctx, p.filter, p.resume)
 		if err != nil {
 			writeError(w, r, log, err)
