@@ -36,8 +36,13 @@ type Config struct {
 	BatchSizes   []int // producer batch sizes swept (workers at their default)
 	WorkerCounts []int // consumer worker counts swept (batch at its default)
 
-	LoadOnly bool          // measure the load (COPY, e2e, RSS) only
-	Poll     time.Duration // completion and RSS polling interval
+	LoadOnly bool // measure the load (COPY, e2e, RSS) only
+	// Flood is how many unfiltered SSE streams a flooder holds open during
+	// the main load (0: none); FloodRead reads them, else they are never
+	// read.
+	Flood     int
+	FloodRead bool
+	Poll      time.Duration // completion and RSS polling interval
 
 	PostgresURL string // admin URL (a database the harness may CREATE DATABASE from)
 	RedisURL    string
@@ -110,6 +115,7 @@ type Results struct {
 	E2ESeconds        float64
 	ProducerSeconds   float64
 	ConsumerPeakRSS   int64
+	Flood             *FloodResult // the SSE flood during the main load, if any
 	ProducerPeakRSS   int64
 	RSS               []RSSSample // consumer RSS over the main load
 	CPU               []CPUShare  // CPU seconds by part over the main load
@@ -172,11 +178,11 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	h.logf("  copy: %.2fs", res.CopySeconds)
 
 	h.logf("project: producer start → last row committed, %d rows", cfg.Rows)
-	ld, cons, err := h.load(ctx, csv, cfg.Rows, nil, !cfg.LoadOnly)
+	ld, cons, err := h.load(ctx, csv, cfg.Rows, nil, !cfg.LoadOnly, true)
 	if err != nil {
 		return nil, err
 	}
-	res.E2ESeconds, res.ProducerSeconds = ld.Seconds, ld.ProducerSeconds
+	res.E2ESeconds, res.ProducerSeconds, res.Flood = ld.Seconds, ld.ProducerSeconds, ld.Flood
 	res.ConsumerPeakRSS, res.ProducerPeakRSS, res.RSS, res.CPU = ld.ConsumerPeakRSS, ld.ProducerPeakRSS, ld.RSS, ld.CPU
 	h.logf("  e2e: %.2fs (%.0f rows/s), ratio e2e/copy %.2f (target ≤ 2.0)", res.E2ESeconds, float64(cfg.Rows)/res.E2ESeconds, res.Ratio())
 	h.logf("  consumer peak RSS %s (target ≤ 200 MB), producer peak RSS %s (target ≤ 50 MB)", mb(res.ConsumerPeakRSS), mb(res.ProducerPeakRSS))
@@ -243,7 +249,7 @@ func (h *harness) sweep(ctx context.Context, cfg Config, res *Results) error {
 		return err
 	}
 	point := func(knob string, v int, env string) error {
-		ld, _, err := h.load(ctx, csv, cfg.SweepRows, []string{env}, false)
+		ld, _, err := h.load(ctx, csv, cfg.SweepRows, []string{env}, false, false)
 		if err != nil {
 			return fmt.Errorf("sweep %s=%d: %w", knob, v, err)
 		}

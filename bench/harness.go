@@ -281,7 +281,8 @@ type loadResult struct {
 	ConsumerPeakRSS int64
 	ProducerPeakRSS int64
 	RSS             []RSSSample
-	CPU             []CPUShare // CPU seconds by part during the load
+	Flood           *FloodResult // the SSE flood during the load, if any
+	CPU             []CPUShare   // CPU seconds by part during the load
 }
 
 // consumer is a running consumer process.
@@ -298,7 +299,7 @@ func (c *consumer) stop() { c.proc.stop() }
 // load runs a fresh consumer (new database, queue and key prefix) and the
 // producer over csv, and returns once every row is committed. With keep
 // the consumer is returned still running, for the reads.
-func (h *harness) load(ctx context.Context, csv string, rows int, env []string, keep bool) (loadResult, *consumer, error) {
+func (h *harness) load(ctx context.Context, csv string, rows int, env []string, keep, flood bool) (loadResult, *consumer, error) {
 	var res loadResult
 	db, queue, prefix := h.name("e2e"), h.name("q"), h.name("k")+":users:"
 	if err := h.createDB(ctx, db); err != nil {
@@ -357,6 +358,24 @@ func (h *harness) load(ctx context.Context, csv string, rows int, env []string, 
 		return res, nil, err
 	}
 
+	var endFlood func()
+	if flood && h.cfg.Flood > 0 {
+		h.logf("flood: opening %d SSE streams (read: %v)", h.cfg.Flood, h.cfg.FloodRead)
+		stopFlood, err := h.flood(ctx, c.addr, h.cfg.Flood, h.cfg.FloodRead)
+		if err != nil {
+			c.proc.stop()
+			return res, nil, err
+		}
+		var once sync.Once
+		endFlood = func() {
+			once.Do(func() {
+				fr := stopFlood()
+				res.Flood = &fr
+				h.logf("flood: %d streams opened in all, %d refused, %d failed", fr.Opened, fr.Refused, fr.Failures)
+			})
+		}
+		defer endFlood()
+	}
 	rssStop := c.proc.sampleRSS(100 * time.Millisecond)
 	cpuBefore := cpuSnapshot()
 	start := time.Now()
@@ -413,6 +432,9 @@ func (h *harness) load(ctx context.Context, csv string, rows int, env []string, 
 		}
 	}
 	res.RSS = rssStop()
+	if endFlood != nil {
+		endFlood() // the streams end with the load, before the reads
+	}
 	cpuAfter := cpuSnapshot()
 	if !prodExited {
 		if err := <-prodDone; err != nil {

@@ -38,6 +38,14 @@ func (r *Results) Markdown(command string) string {
 	fmt.Fprintf(&b, "| bare `psql \\copy` of %d rows into a table with a primary key | %.2f s | yardstick | |\n", r.Rows, r.CopySeconds)
 	fmt.Fprintf(&b, "| producer start → last row committed, %d rows | %.2f s (%.0f rows/s; producer done after %.2f s) | | |\n",
 		r.Rows, r.E2ESeconds, float64(r.Rows)/r.E2ESeconds, r.ProducerSeconds)
+	if f := r.Flood; f != nil {
+		mode := "never read"
+		if f.Read {
+			mode = "read and discarded"
+		}
+		fmt.Fprintf(&b, "| during the load, a flooder held %d unfiltered `GET /users/sse` streams open (%s) | %d opened in all, %d refused, %d failed | | |\n",
+			f.Streams, mode, f.Opened, f.Refused, f.Failures)
+	}
 	fmt.Fprintf(&b, "| **e2e / COPY** | **%.2f** | ≤ %.1f | %s |\n", r.Ratio(), TargetRatio, verdict(r.Ratio() <= TargetRatio))
 	if r.SchemaCopySeconds > 0 {
 		fmt.Fprintf(&b, "| the floor: bare `psql \\copy` of the loaded rows into a copy of the project's `users` table (same columns and indexes) | %.2f s (%.2f× the yardstick) | | |\n",

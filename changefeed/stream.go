@@ -63,6 +63,9 @@ func (h *Hub) Open(ctx context.Context, f viswals.Filter, resume *Cursor) (*Stre
 	return s, nil
 }
 
+// liveBatch bounds how many ring entries a stream copies at once.
+const liveBatch = 128
+
 // Close ends the stream.
 func (s *Stream) Close() {
 	if s.joined {
@@ -85,7 +88,10 @@ func (s *Stream) Next(ctx context.Context) ([]Event, <-chan struct{}, error) {
 	if !s.joined {
 		s.hub.join()
 		s.joined = true
-		s.changes = make([]*change, s.hub.opts.PageSize)
+		// Copying from the ring is cheap, so a small batch costs little,
+		// while every open stream holds its batch and the events made
+		// from it.
+		s.changes = make([]*change, min(s.hub.opts.PageSize, liveBatch))
 	}
 	n, upTo, st, more := s.hub.since(s.cur.Pos, s.changes)
 	switch st {

@@ -29,8 +29,8 @@ type SSEOptions struct {
 	// server's WriteTimeout, which would otherwise cut every stream.
 	WriteTimeout time.Duration
 	// SendBuffer is the kernel send buffer of a stream's connection
-	// (default 64 KiB; Linux doubles it for its bookkeeping). A client
-	// that stops reading fills it, and the stream's own 16 KiB buffer,
+	// (default 32 KiB; Linux doubles it for its bookkeeping). A client
+	// that stops reading fills it, and the stream's own buffer,
 	// then blocks the stream's writes until WriteTimeout drops it: what
 	// such a client holds is bounded by these, not by how fast the link
 	// was.
@@ -47,12 +47,17 @@ func (o *SSEOptions) defaults() {
 		o.WriteTimeout = 10 * time.Second
 	}
 	if o.SendBuffer <= 0 {
-		o.SendBuffer = 64 << 10
+		o.SendBuffer = 32 << 10
 	}
 	if o.Retry <= 0 {
 		o.Retry = 2 * time.Second
 	}
 }
+
+// sseBufferSize is each stream's write buffer. net/http buffers again
+// below it, so a bigger one saves few system calls, and with thousands of
+// streams open it is most of their memory.
+const sseBufferSize = 4 << 10
 
 // errLimit ends a stream that has sent the number of users asked for.
 var errLimit = errors.New("limit reached")
@@ -83,7 +88,7 @@ func handleSSE(feed *changefeed.Hub, keys Opener, cursorKey []byte, opts SSEOpti
 		defer m.sseSubscribers.Dec()
 		defer stream.Close()
 		s := &sseWriter{
-			w: w, rc: http.NewResponseController(w), bw: bufio.NewWriterSize(w, 16<<10),
+			w: w, rc: http.NewResponseController(w), bw: bufio.NewWriterSize(w, sseBufferSize),
 			codec: codec, stream: stream, keys: keys, opts: opts, metrics: m, limit: p.limit,
 			role: principalRole(ctx),
 		}

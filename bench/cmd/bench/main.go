@@ -38,6 +38,8 @@ func run(ctx context.Context, args []string) error {
 	sweepRows := fs.Int("sweep-rows", -1, "rows per sweep point (0: no sweep)")
 	wrkDur := fs.Duration("wrk-duration", 0, "each wrk run (default 10s, smoke 3s)")
 	sseSubs := fs.Int("sse-subs", 0, "SSE subscribers (default 2000, smoke 100)")
+	flood := fs.Int("flood", 0, "unfiltered SSE streams a flooder holds open during the main load (0: none)")
+	floodRead := fs.Bool("flood-read", false, "the flooder reads its streams (default: it never reads them)")
 	doc := fs.String("doc", "", "write the results into this markdown file")
 	section := fs.String("section", "", "section of -doc to replace (default: results, or results-smoke)")
 	plot := fs.String("plot", "", "write the charts to this PNG")
@@ -62,6 +64,7 @@ func run(ctx context.Context, args []string) error {
 		cfg.SSESubs = *sseSubs
 	}
 	cfg.LoadOnly = *loadOnly
+	cfg.Flood, cfg.FloodRead = *flood, *floodRead
 	cfg.WorkDir = *workdir
 	cfg.Out = os.Stdout
 	cfg.PostgresURL = os.Getenv("BENCH_POSTGRES_URL")
