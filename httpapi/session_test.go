@@ -368,7 +368,7 @@ func TestSessionEndsItsStream(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 || !strings.Contains(string(body), `"first_name":"Ada"`) {
 		t.Fatalf("stream: %d, %v, %q", resp.StatusCode, err, body)
 	}
-	clock.Add(2 * time.Second)
+	clock.Add(ttl) // the sessions' clock catches up with the real one
 	if resp, raw, _ := do(t, c, "GET", e.srv.URL+"/users/sse", ""); resp.StatusCode != 401 {
 		t.Errorf("reconnecting with the ended session: %d %s", resp.StatusCode, raw)
 	}
