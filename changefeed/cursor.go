@@ -69,6 +69,7 @@ var (
 type Codec struct {
 	mac hash.Hash
 	fp  [fpSize]byte // fingerprint of the request's filter
+	id  codecID      // the key's and filter's: codecs with equal ids write equal texts
 	buf []byte
 	sum []byte
 }
@@ -76,7 +77,16 @@ type Codec struct {
 // NewCodec returns a codec for the cursors of filter f, signed with key
 // (emailcrypt's Keyring.CursorKey, so every process shares it).
 func NewCodec(key []byte, f viswals.Filter) *Codec {
-	return &Codec{mac: hmac.New(sha256.New, key), fp: filterFingerprint(f)}
+	fp := filterFingerprint(f)
+	k := sha256.Sum256(key)
+	return &Codec{mac: hmac.New(sha256.New, key), fp: fp, id: codecID{key: [16]byte(k[:16]), fp: fp}}
+}
+
+// codecID identifies what a codec's texts depend on besides the cursor:
+// its key and its filter.
+type codecID struct {
+	key [16]byte
+	fp  [fpSize]byte
 }
 
 // filterFingerprint identifies a filter. The names are length-prefixed so

@@ -167,3 +167,48 @@ func BenchmarkCursor(b *testing.B) {
 		buf = cc.Append(buf[:0], c)
 	}
 }
+
+// A stream writes the same event ids whether a ring change's signed id
+// is shared or made afresh, whatever order codecs of other keys and
+// filters used it in.
+func TestAppendIDSharesOnlyEqualTexts(t *testing.T) {
+	t.Parallel()
+	other := []byte("another key, also 32 bytes long!")
+	pos := viswals.Pos{Xid: 90, ID: 7}
+	live := Cursor{Kind: KindLive, Pos: pos}
+	withSnap := Cursor{Kind: KindLive, Pos: pos, HasSnap: true, Snap: viswals.Snapshot{Xmin: 80, Xmax: 95, Xip: []uint64{85}}}
+	type use struct {
+		key    []byte
+		filter viswals.Filter
+		cursor Cursor
+		shared bool
+	}
+	for _, tc := range []struct {
+		name string
+		uses []use
+	}{
+		{"one codec twice", []use{{testKey, viswals.Filter{}, live, true}, {testKey, viswals.Filter{}, live, true}}},
+		{"filters alternate", []use{{testKey, viswals.Filter{}, live, true}, {testKey, viswals.Filter{FirstName: "a"}, live, true}, {testKey, viswals.Filter{}, live, true}}},
+		{"keys alternate", []use{{testKey, viswals.Filter{}, live, true}, {other, viswals.Filter{}, live, true}, {testKey, viswals.Filter{}, live, true}}},
+		{"a cursor with a snapshot is not shared", []use{{testKey, viswals.Filter{}, live, true}, {testKey, viswals.Filter{}, withSnap, true}}},
+		{"a row from the store", []use{{testKey, viswals.Filter{}, live, false}, {testKey, viswals.Filter{}, live, true}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := &change{pos: pos}
+			s := &Stream{}
+			for i, u := range tc.uses {
+				cc := NewCodec(u.key, u.filter)
+				e := Event{Cursor: u.cursor}
+				if u.shared {
+					e.shared = c
+				}
+				got := s.AppendID([]byte("x"), &e, cc)
+				want := NewCodec(u.key, u.filter).Append([]byte("x"), u.cursor)
+				if !bytes.Equal(got, want) {
+					t.Fatalf("use %d: %s, want %s", i, got, want)
+				}
+			}
+		})
+	}
+}

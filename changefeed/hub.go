@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/viswals/viswals"
@@ -106,6 +107,10 @@ type change struct {
 	firstFolded, lastFolded string
 
 	views [Views]rendering
+	// id is the signed text of the live cursor right after this change,
+	// for one codec (key and filter): the same for every stream of that
+	// filter once past its snapshot (see Stream.AppendID).
+	id atomic.Pointer[sharedID]
 }
 
 // Views is how many renderings of one change the streams may share: one
@@ -116,6 +121,11 @@ type rendering struct {
 	once sync.Once
 	data []byte
 	err  error
+}
+
+type sharedID struct {
+	codec codecID
+	text  []byte
 }
 
 // ringState is what a stream learns from hub.since.

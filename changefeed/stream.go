@@ -1,6 +1,7 @@
 package changefeed
 
 import (
+	"bytes"
 	"context"
 
 	"github.com/viswals/viswals"
@@ -123,6 +124,25 @@ func (s *Stream) Render(e *Event, view int, render func(dst []byte, u *viswals.S
 	var err error
 	s.scratch, err = render(s.scratch[:0], e.User)
 	return s.scratch, err
+}
+
+// AppendID appends e's cursor as cc writes it. A live cursor past the
+// snapshot depends only on the position, so for a change from the hub's
+// ring the text is signed once per codec (key and filter) and shared by
+// every stream that sends the change: thousands of streams of one filter
+// do not each compute the same signature.
+func (s *Stream) AppendID(dst []byte, e *Event, cc *Codec) []byte {
+	c := e.shared
+	if c == nil || e.Cursor.Kind != KindLive || e.Cursor.HasSnap {
+		return cc.Append(dst, e.Cursor)
+	}
+	if id := c.id.Load(); id != nil && id.codec == cc.id {
+		return append(dst, id.text...)
+	}
+	start := len(dst)
+	dst = cc.Append(dst, e.Cursor)
+	c.id.Store(&sharedID{codec: cc.id, text: bytes.Clone(dst[start:])})
+	return dst
 }
 
 // snapshot returns one page of the rows visible in the snapshot, and

@@ -198,7 +198,7 @@ func (s *sseWriter) event(e *changefeed.Event) error {
 		return err
 	}
 	s.bw.WriteString("event: user\nid: ")
-	s.bw.Write(s.codec.Append(s.bw.AvailableBuffer(), e.Cursor))
+	s.bw.Write(s.stream.AppendID(s.bw.AvailableBuffer(), e, s.codec))
 	s.bw.WriteString("\ndata: ")
 	s.bw.Write(data)
 	if _, err := s.bw.WriteString("\n\n"); err != nil {
