@@ -65,7 +65,7 @@ func (h *Hub) Open(ctx context.Context, f viswals.Filter, resume *Cursor) (*Stre
 }
 
 // liveBatch bounds how many ring entries a stream copies at once.
-const liveBatch = 128
+const liveBatch = 32
 
 // Close ends the stream.
 func (s *Stream) Close() {

@@ -26,7 +26,7 @@ const defaultGOGC = 200
 // is harmless while little is live; with thousands of SSE streams open
 // the live heap grows, and the limit makes the collector work harder
 // instead of the process growing. Far above what a load alone uses.
-const defaultMemoryLimit = 224 << 20
+const defaultMemoryLimit = 256 << 20
 
 func main() {
 	if os.Getenv("GOGC") == "" {
