@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/viswals/viswals"
 	"github.com/viswals/viswals/auth"
@@ -479,5 +480,29 @@ func TestLimitsArePerPrincipal(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 401 {
 		t.Fatalf("bad token: %d", resp.StatusCode)
+	}
+}
+
+// The OpenAPI document declares the limits' answers on every route they
+// apply to, and on none of the probes.
+func TestOpenAPIDeclaresLimits(t *testing.T) {
+	t.Parallel()
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Responses map[string]any `yaml:"responses"`
+		} `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(openapiYAML, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			probe := path == "/healthz" || path == "/readyz"
+			for _, code := range []string{"421", "429"} {
+				if _, ok := op.Responses[code]; ok == probe {
+					t.Errorf("%s %s: declares %s: %v", method, path, code, ok)
+				}
+			}
+		}
 	}
 }
