@@ -37,6 +37,9 @@ type PoolConfig struct {
 	// upsert, "unnest" always upserts. Both give the same result; they
 	// differ in speed only (numbers in bench_test.go).
 	Upsert string
+	// AppName is the application_name of every connection, so that
+	// pg_stat_activity tells the process's pools apart ("": the URL's).
+	AppName string
 }
 
 // Upsert strategies (PoolConfig.Upsert).
@@ -82,6 +85,9 @@ func Open(ctx context.Context, connURL string, cfg PoolConfig) (*Store, error) {
 	// the primary key is the cheaper path depends on how common the prefix
 	// is, and a generic plan cannot know that (see PLANS.md).
 	pcfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	if cfg.AppName != "" {
+		pcfg.ConnConfig.RuntimeParams["application_name"] = cfg.AppName
+	}
 
 	var upsertOnly bool
 	switch cfg.Upsert {

@@ -79,6 +79,12 @@ type Main struct {
 	g *errgroup.Group // the running parts, started by Run
 }
 
+// The pools' application_name in pg_stat_activity.
+const (
+	ingestAppName = "viswals-ingest"
+	apiAppName    = "viswals-api"
+)
+
 func newMain(cfg config.Consumer, logger *slog.Logger) *Main {
 	return &Main{cfg: cfg, logger: logger}
 }
@@ -99,14 +105,14 @@ func (m *Main) build(ctx context.Context) error {
 			return err
 		}
 	}
-	store, err := postgres.Open(ctx, cfg.PostgresURL, postgres.PoolConfig{MaxConns: int32(cfg.PGMaxConns), Upsert: cfg.Upsert})
+	store, err := postgres.Open(ctx, cfg.PostgresURL, postgres.PoolConfig{MaxConns: int32(cfg.PGMaxConns), Upsert: cfg.Upsert, AppName: ingestAppName})
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	m.store = store
 	// The API reads through its own pool, so that no number of readers or
 	// streams can take the connections ingestion writes with.
-	m.apiStore, err = postgres.Open(ctx, cfg.PostgresURL, postgres.PoolConfig{MaxConns: int32(cfg.APIPGMaxConns)})
+	m.apiStore, err = postgres.Open(ctx, cfg.PostgresURL, postgres.PoolConfig{MaxConns: int32(cfg.APIPGMaxConns), AppName: apiAppName})
 	if err != nil {
 		return fmt.Errorf("postgres (API pool): %w", err)
 	}
