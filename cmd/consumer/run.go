@@ -242,23 +242,40 @@ func (m *Main) Close() {
 // clearCacheOfEmptyDatabase drops every cached user when the users table
 // is empty: those entries outlived an earlier database (a reset, a new
 // volume). They must go because users the consumer inserts are cached
-// with SET NX (rediscache.PutNew), which keeps an entry it finds. Best
-// effort: with Postgres or Redis not answering yet it logs and goes on.
+// with SET NX (rediscache.PutNew), which keeps an entry it finds. With
+// Postgres or Redis not answering it retries for a while, then logs an
+// error and goes on: Redis is a cache, and must not hold ingestion up.
 func clearCacheOfEmptyDatabase(ctx context.Context, store *postgres.Store, cache *rediscache.Cache, logger *slog.Logger) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	// A failed check or clear is retried: giving up would leave the
+	// entries serving users the database no longer holds.
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		n, err := clearIfEmpty(ctx, store, cache)
+		if err == nil {
+			if n > 0 {
+				logger.Info("cleared cache entries left from an earlier database", "keys", n)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			logger.Error("could not clear the cache of an empty database; entries from an earlier database may be served until their TTL", "err", err)
+			return
+		case <-time.After(wait):
+			logger.Warn("could not check or clear the cache of an empty database; retrying", "err", err, "retry_in", wait)
+		}
+	}
+}
+
+// clearIfEmpty deletes every cached user when the users table is empty and
+// returns how many entries it deleted.
+func clearIfEmpty(ctx context.Context, store *postgres.Store, cache *rediscache.Cache) (int, error) {
 	empty, err := store.Empty(ctx)
 	if err != nil || !empty {
-		return
+		return 0, err
 	}
-	n, err := cache.DeleteAll(ctx)
-	if err != nil {
-		logger.Warn("could not clear the cache of an empty database", "err", err)
-		return
-	}
-	if n > 0 {
-		logger.Info("cleared cache entries left from an earlier database", "keys", n)
-	}
+	return cache.DeleteAll(ctx)
 }
 
 // migrateWhenReachable runs the migrations, waiting for Postgres to come up
