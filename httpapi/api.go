@@ -64,6 +64,8 @@ type API struct {
 	anyHost bool
 	rate    *rateLimiter // nil: no rate limit
 	streams *streamCaps  // nil: no stream caps
+	// auditLog is cfg.Audit's handler, for audit's records.
+	auditLog slog.Handler
 }
 
 // New returns the API. It registers its metrics on cfg.Registry, so call it
@@ -93,7 +95,7 @@ func New(cfg Config, deps Deps) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &API{cfg: cfg, deps: deps, log: cfg.Logger, metrics: m}
+	a := &API{cfg: cfg, deps: deps, log: cfg.Logger, metrics: m, auditLog: cfg.Audit.Handler()}
 	lim := cfg.Limits
 	switch {
 	case lim.Rate < 0 || lim.Burst < 0 || lim.MaxStreams < 0 || lim.MaxStreamsPerPrincipal < 0:

@@ -7,12 +7,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/auth"
 	"github.com/viswals/viswals/changefeed"
 	"github.com/viswals/viswals/emailcrypt"
 	"github.com/viswals/viswals/usercache"
@@ -162,5 +165,36 @@ func BenchmarkAppendUser(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = appendUser(buf[:0], &u)
+	}
+}
+
+// BenchmarkGetUserWithKey is BenchmarkGetUser as production serves it:
+// authentication on, the caller's API key checked on every request.
+func BenchmarkGetUserWithKey(b *testing.B) {
+	api, _ := benchAPI(b, 10)
+	key, line, err := auth.GenerateKey("bench", auth.RolePII)
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "api-keys")
+	if err := os.WriteFile(path, []byte(line+"\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	keys, err := auth.OpenKeyFile(path, auth.KeyFileOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	api.cfg.AuthOff, api.cfg.Auth = false, auth.NewAuthenticator(keys, nil)
+	api.handler = api.newRouter()
+	req := httptest.NewRequest(http.MethodGet, "http://localhost/users/7", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		api.ServeHTTP(w, req)
+		if w.status != http.StatusOK && w.status != 0 {
+			b.Fatal(w.status)
+		}
 	}
 }

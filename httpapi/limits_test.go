@@ -246,7 +246,7 @@ func TestClientKey(t *testing.T) {
 			r := httptest.NewRequest(http.MethodGet, "/", nil)
 			r.RemoteAddr = tc.remote
 			if tc.p != nil {
-				r = r.WithContext(withPrincipal(r.Context(), *tc.p))
+				r = r.WithContext(withPrincipal(r.Context(), *tc.p, ""))
 			}
 			if got := keyOf(r); got != tc.want {
 				t.Fatalf("keyOf = %v, want %v", got, tc.want)

@@ -25,6 +25,7 @@ type deps struct {
 	store    *postgres.Store // the API's own pool
 	cache    *rediscache.Cache
 	keyring  *emailcrypt.Keyring
+	audit    *slog.Logger
 	consumer *rabbitmq.Consumer
 }
 
@@ -44,7 +45,7 @@ func newAPI(cfg config.Consumer, logger *slog.Logger, reg *prometheus.Registry, 
 		Auth:      authn,
 		Sessions:  sessions,
 		AuthOff:   cfg.AuthOff(),
-		Audit:     logger.With("logger", "audit"),
+		Audit:     d.audit,
 		Limits: httpapi.Limits{
 			AllowedHosts:           cfg.AllowedHosts,
 			Rate:                   cfg.RateLimit,

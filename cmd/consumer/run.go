@@ -49,7 +49,10 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 	if len(rest) > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", config.ErrUsage, rest)
 	}
-	m := newMain(cfg, logger)
+	// The audit log is written whatever LOG_LEVEL says, apart from the
+	// rest (its own logger name), so that it can be shipped apart.
+	audit := config.NewLogger(stderr, "info").With("logger", "audit")
+	m := newMain(cfg, logger, audit)
 	defer m.Close()
 	if err := m.Run(ctx); err != nil {
 		return err
@@ -63,6 +66,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 type Main struct {
 	cfg    config.Consumer
 	logger *slog.Logger
+	audit  *slog.Logger // replies that revealed emails
 
 	// Built by Run; Close releases them.
 	store      *postgres.Store
@@ -85,8 +89,8 @@ const (
 	apiAppName    = "viswals-api"
 )
 
-func newMain(cfg config.Consumer, logger *slog.Logger) *Main {
-	return &Main{cfg: cfg, logger: logger}
+func newMain(cfg config.Consumer, logger, audit *slog.Logger) *Main {
+	return &Main{cfg: cfg, logger: logger, audit: audit}
 }
 
 // build opens the stores and the listener and puts the parts together.
@@ -145,7 +149,7 @@ func (m *Main) build(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	m.ln = ln
-	api, feed, err := newAPI(cfg, logger, reg, deps{store: m.apiStore, cache: cache, keyring: keyring, consumer: m.consumer})
+	api, feed, err := newAPI(cfg, logger, reg, deps{store: m.apiStore, cache: cache, keyring: keyring, consumer: m.consumer, audit: m.audit})
 	if err != nil {
 		return err
 	}
