@@ -51,7 +51,9 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 	}
 	// The audit log is written whatever LOG_LEVEL says, apart from the
 	// rest (its own logger name), so that it can be shipped apart.
-	audit := config.NewLogger(stderr, "info").With("logger", "audit")
+	auditOut := newAuditWriter(stderr, 100*time.Millisecond)
+	defer auditOut.Close()
+	audit := config.NewLogger(auditOut, "info").With("logger", "audit")
 	m := newMain(cfg, logger, audit)
 	defer m.Close()
 	if err := m.Run(ctx); err != nil {
