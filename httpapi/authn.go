@@ -50,14 +50,6 @@ func principalOf(ctx context.Context) (auth.Principal, bool) {
 	return c.principal, true
 }
 
-// requestIDOf returns the request's id (see guard), "" when it has none.
-func requestIDOf(ctx context.Context) string {
-	if c, ok := ctx.Value(callerKey{}).(*caller); ok {
-		return c.requestID
-	}
-	return ""
-}
-
 // guard lets a request through to next only when its principal may use a
 // route of level: with a bearer token, or the page's session cookie. The
 // principal and a request id (sent back as X-Request-Id, for the audit
