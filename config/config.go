@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -54,6 +55,12 @@ type set struct {
 	fs     *flag.FlagSet
 	getenv Getenv
 	errs   []error
+	urls   []namedURL // checked by parse
+}
+
+type namedURL struct {
+	name string
+	p    *string
 }
 
 func (s *set) env(name, def string) string {
@@ -65,6 +72,50 @@ func (s *set) env(name, def string) string {
 
 func (s *set) String(p *string, flagName, envName, def, usage string) {
 	s.fs.StringVar(p, flagName, s.env(envName, def), usage+envHint(envName))
+}
+
+// Secret is String for a value --help must not print: it shows only that
+// the value is set.
+func (s *set) Secret(p *string, flagName, envName, def, usage string) {
+	*p = s.env(envName, def)
+	s.fs.Var(hidden{p: p, show: func(string) string { return "set, not shown" }}, flagName, usage+envHint(envName))
+}
+
+// URL is String for a URL that may carry a password: --help shows it with
+// the password replaced.
+func (s *set) URL(p *string, flagName, envName, def, usage string) {
+	*p = s.env(envName, def)
+	s.fs.Var(hidden{p: p, show: RedactURL}, flagName, usage+envHint(envName))
+	s.urls = append(s.urls, namedURL{name: envName, p: p})
+}
+
+// hidden is a string flag whose value is printed (by --help, or the usage
+// after a flag error) only as show makes it.
+type hidden struct {
+	p    *string
+	show func(string) string
+}
+
+func (h hidden) String() string {
+	if h.p == nil || *h.p == "" {
+		return ""
+	}
+	return h.show(*h.p)
+}
+
+func (h hidden) Set(v string) error {
+	*h.p = v
+	return nil
+}
+
+// RedactURL returns u with its password replaced, or a placeholder when u
+// does not parse (it could hold a password anywhere then).
+func RedactURL(u string) string {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return "(malformed URL, not shown)"
+	}
+	return parsed.Redacted()
 }
 
 func (s *set) Int(p *int, flagName, envName string, def int, usage string) {
@@ -119,6 +170,17 @@ func (s *set) Bool(p *bool, flagName, envName string, def bool, usage string) {
 func (s *set) parse(args []string) error {
 	if err := s.fs.Parse(args); err != nil {
 		return err
+	}
+	// A malformed URL is refused here, by a message without the URL: the
+	// parsers of the clients would echo it, password included.
+	for _, u := range s.urls {
+		if _, err := url.Parse(*u.p); err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			s.errs = append(s.errs, fmt.Errorf("%s is not a valid URL: %v", u.name, err))
+		}
 	}
 	return errors.Join(s.errs...)
 }

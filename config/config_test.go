@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -164,4 +165,57 @@ func TestWithDotEnv(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "x", getenv("A"))
 	assert.False(t, errors.Is(err, os.ErrNotExist))
+}
+
+// No secret value is printed: not by --help, not by the usage after a flag
+// error, not by the error about a malformed URL.
+func TestSecretsAreNeverPrinted(t *testing.T) {
+	t.Parallel()
+	secrets := map[string]string{
+		"ENCRYPTION_KEY":    "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=",
+		"POSTGRES_CONN_URL": "postgres://u:pgsecret@db/viswals",
+		"REDIS_CONN_URL":    "redis://:redissecret@cache:6379/0",
+		"RABBITMQ_CONN_URL": "amqp://g:amqpsecret@broker/",
+	}
+	malformed := map[string]string{
+		"POSTGRES_CONN_URL": "postgres://u:pgsecret@db:port/viswals",
+		"REDIS_CONN_URL":    "redis://:redissecret@cache:port/0",
+		"RABBITMQ_CONN_URL": "amqp://g:amqpsecret@broker:port/",
+	}
+	words := []string{"c2VjcmV0", "pgsecret", "redissecret", "amqpsecret"}
+	tests := []struct {
+		name string
+		vars map[string]string
+		args []string
+	}{
+		{"help", secrets, []string{"--help"}},
+		{"mistyped flag", secrets, []string{"--no-such-flag"}},
+		{"malformed URLs", malformed, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			for _, parse := range []func(io.Writer) error{
+				func(out io.Writer) error {
+					_, _, err := ParseConsumer("consumer", tt.args, env(tt.vars), out)
+					return err
+				},
+				func(out io.Writer) error {
+					_, err := ParseProducer(append(tt.args, "users.csv"), env(tt.vars), out)
+					return err
+				},
+			} {
+				var out bytes.Buffer
+				err := parse(&out)
+				require.Error(t, err)
+				printed := out.String() + err.Error()
+				for _, w := range words {
+					assert.NotContains(t, printed, w)
+				}
+			}
+		})
+	}
+	var out bytes.Buffer
+	_, _, _ = ParseConsumer("consumer", []string{"--help"}, env(secrets), &out)
+	assert.Contains(t, out.String(), "postgres://u:xxxxx@db/viswals", "a URL is shown with its password replaced")
 }

@@ -59,12 +59,12 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 		fs.PrintDefaults()
 	}
 	s := &set{fs: fs, getenv: getenv}
-	s.String(&c.PostgresURL, "postgres-url", "POSTGRES_CONN_URL", DefaultPostgresURL, "PostgreSQL URL")
-	s.String(&c.RedisURL, "redis-url", "REDIS_CONN_URL", DefaultRedisURL, "Redis URL")
-	s.String(&c.RabbitURL, "rabbitmq-url", "RABBITMQ_CONN_URL", DefaultRabbitURL, "RabbitMQ URL")
+	s.URL(&c.PostgresURL, "postgres-url", "POSTGRES_CONN_URL", DefaultPostgresURL, "PostgreSQL `URL`")
+	s.URL(&c.RedisURL, "redis-url", "REDIS_CONN_URL", DefaultRedisURL, "Redis `URL`")
+	s.URL(&c.RabbitURL, "rabbitmq-url", "RABBITMQ_CONN_URL", DefaultRabbitURL, "RabbitMQ `URL`")
 	s.String(&c.Queue, "queue", "RABBITMQ_QUEUE_NAME", DefaultQueue, "queue to consume")
 	s.String(&c.Addr, "addr", "CONSUMER_PORT", DefaultConsumerAddr, "HTTP listen address: host:port; a bare port listens on 127.0.0.1, :port on every interface")
-	s.String(&c.EncryptionKey, "encryption-key", "ENCRYPTION_KEY", "", "32 random bytes, base64 or hex (openssl rand -base64 32); required")
+	s.Secret(&c.EncryptionKey, "encryption-key", "ENCRYPTION_KEY", "", "`key`: 32 random bytes, base64 or hex (openssl rand -base64 32); required")
 	s.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	s.Bool(&c.Migrate, "migrate", "MIGRATE_DB", true, "run the embedded database migrations at start")
 	s.Duration(&c.RedisTTL, "redis-ttl", "REDIS_TTL", 24*time.Hour, "lifetime of users:{id} cache entries (0: no expiry)")

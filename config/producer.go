@@ -33,7 +33,7 @@ func ParseProducer(args []string, getenv Getenv, out io.Writer) (Producer, error
 	}
 	s := &set{fs: fs, getenv: getenv}
 	s.String(&c.RejectsPath, "rejects", "", "", "where to write rejected rows (default: FILE with .rejects.csv, or rejects.csv for stdin)")
-	s.String(&c.RabbitURL, "rabbitmq-url", "RABBITMQ_CONN_URL", DefaultRabbitURL, "RabbitMQ URL")
+	s.URL(&c.RabbitURL, "rabbitmq-url", "RABBITMQ_CONN_URL", DefaultRabbitURL, "RabbitMQ `URL`")
 	s.String(&c.Queue, "queue", "RABBITMQ_QUEUE_NAME", DefaultQueue, "queue to publish to")
 	s.Int(&c.BatchSize, "batch", "PRODUCER_BATCH_SIZE", 2000, "users per message")
 	s.String(&c.Format, "format", "PRODUCER_FORMAT", "gob", "message encoding: gob or json")
