@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/internal/fakeclock"
 )
 
 func TestGenerateKey(t *testing.T) {
@@ -144,15 +145,14 @@ func FuzzParseKeys(f *testing.F) {
 
 // keysFile is a keys file in a test's own directory.
 type keysFile struct {
-	t    *testing.T
-	path string
-	now  time.Time
-	mu   sync.Mutex
+	t     *testing.T
+	path  string
+	clock *fakeclock.Clock // for the file's re-reads
 }
 
 func newKeysFile(t *testing.T, content string) *keysFile {
 	t.Helper()
-	k := &keysFile{t: t, path: filepath.Join(t.TempDir(), "api-keys"), now: time.Unix(1_700_000_000, 0)}
+	k := &keysFile{t: t, path: filepath.Join(t.TempDir(), "api-keys"), clock: fakeclock.New(time.Unix(1_700_000_000, 0))}
 	k.write(content)
 	return k
 }
@@ -163,18 +163,6 @@ func (k *keysFile) write(content string) {
 	tmp := k.path + ".tmp"
 	require.NoError(k.t, os.WriteFile(tmp, []byte(content), 0o600))
 	require.NoError(k.t, os.Rename(tmp, k.path))
-}
-
-func (k *keysFile) clock() time.Time {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.now
-}
-
-func (k *keysFile) advance(d time.Duration) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.now = k.now.Add(d)
 }
 
 func TestKeyFileLookup(t *testing.T) {
@@ -237,7 +225,7 @@ func TestKeyFileReload(t *testing.T) {
 	var logs bytes.Buffer
 	f, err := OpenKeyFile(file.path, KeyFileOptions{
 		CheckEvery: time.Second,
-		Now:        file.clock,
+		Now:        file.clock.Now,
 		Logger:     slog.New(slog.NewTextHandler(&logs, nil)),
 	})
 	require.NoError(t, err)
@@ -258,7 +246,7 @@ func TestKeyFileReload(t *testing.T) {
 	// Deleting a line revokes its key once the check interval has passed.
 	file.write(lineB + "\n")
 	ok(keyA, "a") // not checked yet
-	file.advance(time.Second)
+	file.clock.Advance(time.Second)
 	refused(keyA)
 	ok(keyB, "b")
 	_, present := f.Role("a")
@@ -266,29 +254,29 @@ func TestKeyFileReload(t *testing.T) {
 
 	// A role changed in place takes effect.
 	file.write(strings.Replace(lineB, " admin ", " reader ", 1) + "\n")
-	file.advance(time.Second)
+	file.clock.Advance(time.Second)
 	role, present := f.Role("b")
 	assert.True(t, present)
 	assert.Equal(t, RoleReader, role)
 
 	// A malformed line refuses its own key only, and is logged by number.
 	file.write(lineA + "\nb admin\n")
-	file.advance(time.Second)
+	file.clock.Advance(time.Second)
 	ok(keyA, "a")
 	refused(keyB)
 	assert.Contains(t, logs.String(), "line 2: want NAME ROLE SHA256-HEX")
 	logs.Reset()
-	file.advance(time.Second)
+	file.clock.Advance(time.Second)
 	ok(keyA, "a")
 	assert.Empty(t, logs.String(), "the same error is logged once")
 
 	// An unreadable file refuses every key until it is back.
 	require.NoError(t, os.Remove(file.path))
-	file.advance(time.Second)
+	file.clock.Advance(time.Second)
 	refused(keyA)
 	assert.Contains(t, logs.String(), "no such file")
 	file.write(lineA + "\n" + lineB + "\n")
-	file.advance(time.Second)
+	file.clock.Advance(time.Second)
 	ok(keyA, "a")
 	ok(keyB, "b")
 	assert.Contains(t, logs.String(), "valid again")
@@ -305,16 +293,16 @@ func TestKeyFileSameSizeSameTime(t *testing.T) {
 	file := newKeysFile(t, lineA+"\n")
 	st, err := os.Stat(file.path)
 	require.NoError(t, err)
-	f, err := OpenKeyFile(file.path, KeyFileOptions{Now: file.clock})
+	f, err := OpenKeyFile(file.path, KeyFileOptions{Now: file.clock.Now})
 	require.NoError(t, err)
 	_, lineC, err := GenerateKey("a", RoleReader)
 	require.NoError(t, err)
 	file.write(lineC + "\n")
 	require.NoError(t, os.Chtimes(file.path, st.ModTime(), st.ModTime()))
-	file.advance(DefaultCheckEvery)
+	file.clock.Advance(DefaultCheckEvery)
 	_, err = f.Lookup(keyA)
 	assert.NoError(t, err, "size and time unchanged: not read yet")
-	file.advance(fullReadEvery)
+	file.clock.Advance(fullReadEvery)
 	_, err = f.Lookup(keyA)
 	assert.Equal(t, viswals.EUNAUTHENTICATED, viswals.ErrorCode(err))
 }

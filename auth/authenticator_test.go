@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/internal/fakeclock"
 )
 
 // authFixture is an Authenticator with one API key and an in-process issuer.
@@ -20,7 +21,7 @@ type authFixture struct {
 	key      string // an admin API key, named "ops"
 	jwt      string // a reader JWT
 	line     string // the key's line in the keys file
-	clock    *testClock
+	clock    *fakeclock.Clock
 	issuer   *issuer
 	keyFile  *KeyFile
 	verifier *OIDC
@@ -29,7 +30,7 @@ type authFixture struct {
 func newAuthFixture(t *testing.T) *authFixture {
 	t.Helper()
 	testKeys(t)
-	f := &authFixture{clock: &testClock{now: time.Unix(1_800_000_000, 0)}}
+	f := &authFixture{clock: fakeclock.New(time.Unix(1_800_000_000, 0))}
 	var err error
 	f.key, f.line, err = GenerateKey("ops", RoleAdmin)
 	require.NoError(t, err)
@@ -94,7 +95,7 @@ func TestAuthenticateRefusesJunkOffline(t *testing.T) {
 	t.Parallel()
 	testKeys(t)
 	is := newIssuer(t)
-	a := NewAuthenticator(nil, newOIDC(t, is, &testClock{now: time.Unix(1_800_000_000, 0)}, nil))
+	a := NewAuthenticator(nil, newOIDC(t, is, fakeclock.New(time.Unix(1_800_000_000, 0)), nil))
 	for _, token := range []string{
 		strings.Repeat("A", 100<<10),
 		"eyJhbGciOiJub25lIn0.e30.",

@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/internal/fakeclock"
 )
 
 const testAudience = "viswals-api"
@@ -144,25 +145,7 @@ func handMade(t testing.TB, header map[string]any, claims map[string]any, sig fu
 	return in + "." + base64.RawURLEncoding.EncodeToString(sig(in))
 }
 
-// testClock is a settable clock.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newOIDC(t *testing.T, is *issuer, clock *testClock, change func(*OIDCConfig)) *OIDC {
+func newOIDC(t *testing.T, is *issuer, clock *fakeclock.Clock, change func(*OIDCConfig)) *OIDC {
 	t.Helper()
 	cfg := OIDCConfig{Issuer: is.url, Audience: testAudience, Now: clock.Now, Client: is.srv.Client()}
 	if change != nil {
@@ -182,7 +165,7 @@ func TestOIDCVerify(t *testing.T) {
 		pub("weak", jose.RS256, &rsaKeyWeak.PublicKey),
 		pub("p384", "", &ecKeyP384.PublicKey),
 	)
-	clock := &testClock{now: time.Unix(1_800_000_000, 0)}
+	clock := fakeclock.New(time.Unix(1_800_000_000, 0))
 	o := newOIDC(t, is, clock, nil)
 	now := clock.Now()
 	claims := func(change func(c map[string]any)) map[string]any {
@@ -295,7 +278,7 @@ func TestOIDCRoleClaim(t *testing.T) {
 	t.Parallel()
 	testKeys(t)
 	is := newIssuer(t, pub("rsa1", jose.RS256, &rsaKey.PublicKey))
-	clock := &testClock{now: time.Unix(1_800_000_000, 0)}
+	clock := fakeclock.New(time.Unix(1_800_000_000, 0))
 	tests := []struct {
 		claim  string
 		claims map[string]any
@@ -334,7 +317,7 @@ func TestOIDCKeyRotation(t *testing.T) {
 	t.Parallel()
 	testKeys(t)
 	is := newIssuer(t, pub("rsa1", jose.RS256, &rsaKey.PublicKey))
-	clock := &testClock{now: time.Unix(1_800_000_000, 0)}
+	clock := fakeclock.New(time.Unix(1_800_000_000, 0))
 	o := newOIDC(t, is, clock, func(c *OIDCConfig) { c.MinRefresh = time.Minute })
 	ctx := context.Background()
 	claims := map[string]any{"iss": is.url, "aud": testAudience, "sub": "s", "exp": clock.Now().Add(time.Hour).Unix(), "role": "pii"}
@@ -383,7 +366,7 @@ func TestOIDCDiscovery(t *testing.T) {
 	t.Parallel()
 	testKeys(t)
 	ctx := context.Background()
-	clock := &testClock{now: time.Unix(1_800_000_000, 0)}
+	clock := fakeclock.New(time.Unix(1_800_000_000, 0))
 
 	t.Run("issuer down, then back", func(t *testing.T) {
 		t.Parallel()
@@ -411,7 +394,7 @@ func TestOIDCDiscovery(t *testing.T) {
 		t.Parallel()
 		is := newIssuer(t)
 		is.failDiscov.Store(true)
-		clock := &testClock{now: clock.Now()}
+		clock := fakeclock.New(clock.Now())
 		o := newOIDC(t, is, clock, func(c *OIDCConfig) { c.MinRefresh = time.Minute })
 		for range 5 {
 			assert.Equal(t, viswals.EUNAVAILABLE, viswals.ErrorCode(o.Discover(ctx)))

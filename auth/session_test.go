@@ -12,9 +12,10 @@ import (
 
 	"github.com/viswals/viswals"
 	"github.com/viswals/viswals/emailcrypt"
+	"github.com/viswals/viswals/internal/fakeclock"
 )
 
-func newSessions(t *testing.T, key []byte, clock *testClock, ttl time.Duration) *Sessions {
+func newSessions(t *testing.T, key []byte, clock *fakeclock.Clock, ttl time.Duration) *Sessions {
 	t.Helper()
 	s, err := NewSessions(key, SessionOptions{TTL: ttl, Now: clock.Now})
 	require.NoError(t, err)
@@ -30,7 +31,7 @@ func sessionKey(t *testing.T, fill byte) []byte {
 
 func TestSessions(t *testing.T) {
 	t.Parallel()
-	clock := &testClock{now: time.Unix(1_800_000_000, 0)}
+	clock := fakeclock.New(time.Unix(1_800_000_000, 0))
 	s := newSessions(t, sessionKey(t, 1), clock, 0)
 	ops := Principal{Name: "ops", Role: RoleAdmin, Kind: KindAPIKey}
 
@@ -63,7 +64,7 @@ func TestSessions(t *testing.T) {
 
 func TestSessionNeverOutlivesItsCredential(t *testing.T) {
 	t.Parallel()
-	clock := &testClock{now: time.Unix(1_800_000_000, 0)}
+	clock := fakeclock.New(time.Unix(1_800_000_000, 0))
 	s := newSessions(t, sessionKey(t, 1), clock, time.Hour)
 	jwtExp := clock.Now().Add(10 * time.Minute)
 	token, expires, err := s.Issue(Principal{Name: "u", Role: RoleReader, Kind: KindOIDC, Expires: jwtExp})
@@ -80,7 +81,7 @@ func TestSessionNeverOutlivesItsCredential(t *testing.T) {
 
 func TestSessionTampering(t *testing.T) {
 	t.Parallel()
-	clock := &testClock{now: time.Unix(1_800_000_000, 0)}
+	clock := fakeclock.New(time.Unix(1_800_000_000, 0))
 	s := newSessions(t, sessionKey(t, 1), clock, 0)
 	token, _, err := s.Issue(Principal{Name: "r", Role: RoleReader, Kind: KindAPIKey})
 	require.NoError(t, err)

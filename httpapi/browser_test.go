@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/viswals/viswals/auth"
 	"github.com/viswals/viswals/httpapi"
+	"github.com/viswals/viswals/internal/fakeclock"
 	"github.com/viswals/viswals/internal/testenv"
 	"github.com/viswals/viswals/internal/wait"
 )
@@ -23,27 +23,9 @@ import (
 // browserKeys are the API keys the browser test signs in with.
 type browserKeys struct{ pii, reader, admin string }
 
-// browserClock is the sessions' clock, moved by the test to end a session.
-type browserClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *browserClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *browserClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // withBrowserKeys turns authentication on with a pii, a reader and an admin key, and
 // sessions of an hour on clock.
-func withBrowserKeys(t *testing.T, keys *browserKeys, clock *browserClock) func(*httpapi.Config) {
+func withBrowserKeys(t *testing.T, keys *browserKeys, clock *fakeclock.Clock) func(*httpapi.Config) {
 	t.Helper()
 	pii, piiLine, err := auth.GenerateKey("support", auth.RolePII)
 	if err != nil {
@@ -89,7 +71,7 @@ func TestBrowserLivePage(t *testing.T) {
 	testenv.SkipShort(t, "drives headless Chromium")
 	browser := testenv.Program(t, "Chromium", "apt-get install chromium", "chromium", "chromium-browser", "google-chrome")
 	var keys browserKeys
-	clock := &browserClock{now: time.Now()}
+	clock := fakeclock.New(time.Now())
 	e := newPGEnv(t, "", withBrowserKeys(t, &keys, clock))
 	e.put(t, user(1, "Ann", "Lee"), user(2, "Bob", "Stone"), user(3, "anna", "Lewis"))
 
@@ -208,7 +190,7 @@ func TestBrowserLivePage(t *testing.T) {
 	}
 	// The session ends while the stream is open: the next connection is
 	// refused, and the page asks to sign in again.
-	clock.Add(time.Hour)
+	clock.Advance(time.Hour)
 	e.srv.CloseClientConnections()
 	waitJS("the form back once the session ended", signedOut+` && document.querySelector('#signin-error').textContent.includes('ended')`)
 	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#rows tr').length`)); n != 0 {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/viswals/viswals/changefeed"
+	"github.com/viswals/viswals/internal/logbuf"
 )
 
 var testKey = bytes.Repeat([]byte("k"), 32)
@@ -28,7 +29,7 @@ type testEnv struct {
 	api  *API
 	srv  *httptest.Server
 	reg  *prometheus.Registry
-	logs *syncBuffer
+	logs *logbuf.Buffer
 
 	stop func()
 }
@@ -44,7 +45,7 @@ type envOption func(*envSettings)
 
 func newEnv(t testing.TB, opts ...envOption) *testEnv {
 	t.Helper()
-	e := &testEnv{db: newMemDB(), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	e := &testEnv{db: newMemDB(), reg: prometheus.NewRegistry(), logs: &logbuf.Buffer{}}
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s := envSettings{
 		cfg: Config{
@@ -120,24 +121,6 @@ func wantError(t testing.TB, path string, status int, body map[string]any, wantS
 	if !strings.Contains(msg, substr) {
 		t.Errorf("GET %s: error %q does not contain %q", path, msg, substr)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func decodeBody(t testing.TB, resp *http.Response) map[string]any {

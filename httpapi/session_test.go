@@ -11,11 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/viswals/viswals/auth"
+	"github.com/viswals/viswals/internal/fakeclock"
 )
 
 // testKeys are API keys of each role, granted by the env's keys file.
@@ -23,27 +23,9 @@ type testKeys struct {
 	reader, pii, admin string
 }
 
-// testClock is a clock the test moves by hand.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // withKeys turns authentication on with a keys file granting keys, and
 // sessions lasting ttl on clock.
-func withKeys(t testing.TB, keys *testKeys, clock *testClock, ttl time.Duration) envOption {
+func withKeys(t testing.TB, keys *testKeys, clock *fakeclock.Clock, ttl time.Duration) envOption {
 	t.Helper()
 	var lines []string
 	for _, k := range []struct {
@@ -138,7 +120,7 @@ func jarClient(t testing.TB, c *http.Client) *http.Client {
 func TestSessionSignIn(t *testing.T) {
 	t.Parallel()
 	var keys testKeys
-	clock := &testClock{now: time.Now().Truncate(time.Second)}
+	clock := fakeclock.New(time.Now().Truncate(time.Second))
 	e := newEnv(t, withKeys(t, &keys, clock, time.Hour))
 	wantExpires := clock.Now().Add(time.Hour)
 	host := strings.TrimPrefix(e.srv.URL, "http://")
@@ -186,7 +168,7 @@ func TestSessionSignIn(t *testing.T) {
 func TestSessionCookieSecureUnderTLS(t *testing.T) {
 	t.Parallel()
 	var keys testKeys
-	e := newEnv(t, withKeys(t, &keys, &testClock{now: time.Now()}, 0))
+	e := newEnv(t, withKeys(t, &keys, fakeclock.New(time.Now()), 0))
 	srv := httptest.NewTLSServer(e.api)
 	defer srv.Close()
 	resp, raw, _ := do(t, srv.Client(), "POST", srv.URL+"/session", tokenJSON(keys.reader), "Content-Type", jsonCT)
@@ -212,7 +194,7 @@ func TestSessionCookieSecureUnderTLS(t *testing.T) {
 func TestSessionFlow(t *testing.T) {
 	t.Parallel()
 	var keys testKeys
-	clock := &testClock{now: time.Now()}
+	clock := fakeclock.New(time.Now())
 	e := newEnv(t, withKeys(t, &keys, clock, time.Hour))
 	c := jarClient(t, http.DefaultClient)
 	u := e.srv.URL + "/session"
@@ -251,7 +233,7 @@ func TestSessionFlow(t *testing.T) {
 		t.Fatalf("sign in again: %d %s", resp.StatusCode, raw)
 	}
 	cookie := c.Jar.Cookies(mustURL(t, u))
-	clock.Add(time.Hour)
+	clock.Advance(time.Hour)
 	req, _ := http.NewRequest("GET", u, nil)
 	for _, ck := range cookie {
 		req.AddCookie(ck)
@@ -280,7 +262,7 @@ func mustURL(t testing.TB, s string) *url.URL {
 func TestSessionRefused(t *testing.T) {
 	t.Parallel()
 	var keys testKeys
-	e := newEnv(t, withKeys(t, &keys, &testClock{now: time.Now()}, 0))
+	e := newEnv(t, withKeys(t, &keys, fakeclock.New(time.Now()), 0))
 	host := strings.TrimPrefix(e.srv.URL, "http://")
 	big := auth.KeyPrefix + strings.Repeat("A", 9<<10)
 	for _, tc := range []struct {
@@ -351,7 +333,7 @@ func TestSessionEndsItsStream(t *testing.T) {
 	var keys testKeys
 	const ttl = time.Hour
 	// Sessions issued now end in one to two seconds.
-	clock := &testClock{now: time.Now().Add(-ttl + 1500*time.Millisecond)}
+	clock := fakeclock.New(time.Now().Add(-ttl + 1500*time.Millisecond))
 	e := newEnv(t, withKeys(t, &keys, clock, ttl))
 	e.db.insert(testUser(1, "Ada", "Lovelace"))
 	c := jarClient(t, http.DefaultClient)
@@ -368,7 +350,7 @@ func TestSessionEndsItsStream(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 || !strings.Contains(string(body), `"first_name":"Ada"`) {
 		t.Fatalf("stream: %d, %v, %q", resp.StatusCode, err, body)
 	}
-	clock.Add(ttl) // the sessions' clock catches up with the real one
+	clock.Advance(ttl) // the sessions' clock catches up with the real one
 	if resp, raw, _ := do(t, c, "GET", e.srv.URL+"/users/sse", ""); resp.StatusCode != 401 {
 		t.Errorf("reconnecting with the ended session: %d %s", resp.StatusCode, raw)
 	}

@@ -1,19 +1,18 @@
 package usercache
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/internal/logbuf"
 )
 
 // env is a Store over fakes, with its log and metrics kept.
@@ -22,12 +21,12 @@ type env struct {
 	cache *memCache
 	store *Store
 	reg   *prometheus.Registry
-	logs  *syncBuffer
+	logs  *logbuf.Buffer
 }
 
 func newTestEnv(t *testing.T, users ...viswals.SealedUser) *env {
 	t.Helper()
-	e := &env{src: newMemSource(users...), cache: newMemCache(), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	e := &env{src: newMemSource(users...), cache: newMemCache(), reg: prometheus.NewRegistry(), logs: &logbuf.Buffer{}}
 	e.store = NewStore(e.src, e.cache, fakeKeys{}, Options{
 		Logger:  slog.New(slog.NewJSONHandler(e.logs, nil)),
 		Metrics: NewMetrics(e.reg),
@@ -219,22 +218,4 @@ func TestList(t *testing.T) {
 	if err == nil || n != 3 {
 		t.Fatalf("List over an unopenable row: %d rows, %v", n, err)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/viswals/viswals"
 	"github.com/viswals/viswals/emailcrypt"
+	"github.com/viswals/viswals/internal/logbuf"
 	"github.com/viswals/viswals/internal/testenv"
 	"github.com/viswals/viswals/internal/wait"
 	"github.com/viswals/viswals/postgres/pgtest"
@@ -102,7 +103,7 @@ type testEnv struct {
 	prefix  string
 	redis   *redis.Client
 	keyring *emailcrypt.Keyring
-	logs    syncWriter // the consumer's log
+	logs    logbuf.Buffer // the consumer's log
 }
 
 // redisAddr is the local Redis the tests share, each under a key prefix of
@@ -161,7 +162,6 @@ func (e *testEnv) startConsumer(t *testing.T) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	logs := &e.logs
-	logs.w = &bytes.Buffer{}
 	go func() {
 		done <- run(ctx, nil, func(k string) string { return vars[k] }, strings.NewReader(""), io.Discard, logs)
 	}()
@@ -189,24 +189,6 @@ func (e *testEnv) startConsumer(t *testing.T) string {
 		return resp.StatusCode == http.StatusOK, resp.Status
 	})
 	return base
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
-}
-
-// String returns what was written so far.
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.(*bytes.Buffer).String()
 }
 
 // produce runs the producer binary on path and returns its stdout.
