@@ -75,18 +75,59 @@ func (s *set) String(p *string, flagName, envName, def, usage string) {
 }
 
 // Secret is String for a value --help must not print: it shows only that
-// the value is set.
+// the value is set. The value may also come from the file named by
+// envName+"_FILE" (see secretEnv).
 func (s *set) Secret(p *string, flagName, envName, def, usage string) {
-	*p = s.env(envName, def)
-	s.fs.Var(hidden{p: p, show: func(string) string { return "set, not shown" }}, flagName, usage+envHint(envName))
+	*p = s.secretEnv(envName, def)
+	s.fs.Var(hidden{p: p, show: func(string) string { return "set, not shown" }}, flagName, usage+secretHint(envName))
 }
 
 // URL is String for a URL that may carry a password: --help shows it with
-// the password replaced.
+// the password replaced. Like a Secret, it may come from a file.
 func (s *set) URL(p *string, flagName, envName, def, usage string) {
-	*p = s.env(envName, def)
-	s.fs.Var(hidden{p: p, show: RedactURL}, flagName, usage+envHint(envName))
+	*p = s.secretEnv(envName, def)
+	s.fs.Var(hidden{p: p, show: RedactURL}, flagName, usage+secretHint(envName))
 	s.urls = append(s.urls, namedURL{name: envName, p: p})
+}
+
+// FileSuffix names the variable that holds the path of a file with a
+// secret's value instead of the value: ENCRYPTION_KEY_FILE for
+// ENCRYPTION_KEY, the convention of container secrets (mounted as files,
+// which other processes and `docker inspect` do not show).
+const FileSuffix = "_FILE"
+
+// secretEnv returns the value of the secret envName: from the variable,
+// or from the file named by envName_FILE with one trailing line end
+// removed, or def when neither is set. Setting both is an error, as is a
+// file that cannot be read or is empty. Errors name the variables and the
+// path, never the content.
+func (s *set) secretEnv(envName, def string) string {
+	fileVar := envName + FileSuffix
+	v, path := s.getenv(envName), s.getenv(fileVar)
+	switch {
+	case path == "" && v == "":
+		return def
+	case path == "":
+		return v
+	case v != "":
+		s.errs = append(s.errs, fmt.Errorf("both %s and %s are set; set one", envName, fileVar))
+		return def
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is named below
+		}
+		s.errs = append(s.errs, fmt.Errorf("%s: cannot read %s: %v", fileVar, path, err))
+		return def
+	}
+	v = strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r")
+	if strings.TrimSpace(v) == "" {
+		s.errs = append(s.errs, fmt.Errorf("%s: %s is empty", fileVar, path))
+		return def
+	}
+	return v
 }
 
 // hidden is a string flag whose value is printed (by --help, or the usage
@@ -183,6 +224,10 @@ func (s *set) parse(args []string) error {
 		}
 	}
 	return errors.Join(s.errs...)
+}
+
+func secretHint(name string) string {
+	return " (env " + name + " or " + name + FileSuffix + ")"
 }
 
 func envHint(name string) string {

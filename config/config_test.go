@@ -219,3 +219,69 @@ func TestSecretsAreNeverPrinted(t *testing.T) {
 	_, _, _ = ParseConsumer("consumer", []string{"--help"}, env(secrets), &out)
 	assert.Contains(t, out.String(), "postgres://u:xxxxx@db/viswals", "a URL is shown with its password replaced")
 }
+
+// Every secret setting also reads from the file named by NAME_FILE.
+func TestSecretFromFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(content), mode))
+		return p
+	}
+	keyFile := file("key", "filekeyvalue\n", 0o600)
+	crlf := file("url", "postgres://u:filepw@db/x\r\n", 0o600)
+	empty := file("empty", "\n", 0o600)
+	unreadable := file("unreadable", "secretcontent", 0o000)
+	missing := filepath.Join(dir, "missing")
+
+	c, _, err := ParseConsumer("consumer", nil, env(map[string]string{
+		"ENCRYPTION_KEY_FILE": keyFile, "POSTGRES_CONN_URL_FILE": crlf,
+	}), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "filekeyvalue", c.EncryptionKey, "one trailing newline is trimmed")
+	assert.Equal(t, "postgres://u:filepw@db/x", c.PostgresURL)
+
+	p, err := ParseProducer([]string{"in.csv"}, env(map[string]string{"RABBITMQ_CONN_URL_FILE": crlf}), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "postgres://u:filepw@db/x", p.RabbitURL)
+
+	tests := []struct {
+		name string
+		vars map[string]string
+		want []string // in the error
+	}{
+		{"both", map[string]string{"ENCRYPTION_KEY": "envkeyvalue", "ENCRYPTION_KEY_FILE": keyFile}, []string{"ENCRYPTION_KEY and ENCRYPTION_KEY_FILE"}},
+		{"both URL", map[string]string{"REDIS_CONN_URL": "redis://:envpw@h/0", "REDIS_CONN_URL_FILE": crlf}, []string{"REDIS_CONN_URL and REDIS_CONN_URL_FILE"}},
+		{"missing", map[string]string{"RABBITMQ_CONN_URL_FILE": missing}, []string{"RABBITMQ_CONN_URL_FILE", missing, "no such file"}},
+		{"empty", map[string]string{"ENCRYPTION_KEY_FILE": empty}, []string{"ENCRYPTION_KEY_FILE", empty, "empty"}},
+		{"directory", map[string]string{"ENCRYPTION_KEY_FILE": dir}, []string{"ENCRYPTION_KEY_FILE", dir}},
+	}
+	if os.Geteuid() != 0 { // root reads any file
+		tests = append(tests, struct {
+			name string
+			vars map[string]string
+			want []string
+		}{"unreadable", map[string]string{"ENCRYPTION_KEY_FILE": unreadable}, []string{"ENCRYPTION_KEY_FILE", unreadable, "permission denied"}})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var out bytes.Buffer
+			_, _, err := ParseConsumer("consumer", nil, env(tt.vars), &out)
+			require.ErrorIs(t, err, ErrUsage)
+			for _, w := range tt.want {
+				assert.Contains(t, err.Error(), w)
+			}
+			printed := out.String() + err.Error()
+			for _, secret := range []string{"filekeyvalue", "filepw", "envkeyvalue", "envpw", "secretcontent"} {
+				assert.NotContains(t, printed, secret)
+			}
+		})
+	}
+
+	var out bytes.Buffer
+	_, _, _ = ParseConsumer("consumer", []string{"--help"}, env(nil), &out)
+	assert.Contains(t, out.String(), "ENCRYPTION_KEY_FILE", "--help names the _FILE variants")
+	assert.Contains(t, out.String(), "POSTGRES_CONN_URL_FILE")
+}
