@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -284,4 +285,15 @@ func TestSecretFromFile(t *testing.T) {
 	_, _, _ = ParseConsumer("consumer", []string{"--help"}, env(nil), &out)
 	assert.Contains(t, out.String(), "ENCRYPTION_KEY_FILE", "--help names the _FILE variants")
 	assert.Contains(t, out.String(), "POSTGRES_CONN_URL_FILE")
+}
+
+func TestLoggerWritesDurationsAsText(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	NewLogger(&b, "info").Info("stopping", "drain_timeout", 10*time.Second, "n", 3)
+	for _, want := range []string{`"drain_timeout":"10s"`, `"n":3`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("log %s lacks %s", b.String(), want)
+		}
+	}
 }

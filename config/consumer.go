@@ -18,6 +18,7 @@ type Consumer struct {
 	Addr          string // CONSUMER_PORT, normalised to host:port
 	EncryptionKey string
 	LogLevel      string
+	SlowRequest   time.Duration // requests this slow are logged at info
 	Migrate       bool
 	RedisTTL      time.Duration
 	RedisPrefix   string
@@ -66,6 +67,7 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 	s.String(&c.Addr, "addr", "CONSUMER_PORT", DefaultConsumerAddr, "HTTP listen address: host:port; a bare port listens on 127.0.0.1, :port on every interface")
 	s.Secret(&c.EncryptionKey, "encryption-key", "ENCRYPTION_KEY", "", "`key`: 32 random bytes, base64 or hex (openssl rand -base64 32); required")
 	s.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	s.Duration(&c.SlowRequest, "log-slow-request", "LOG_SLOW_REQUEST", 500*time.Millisecond, "log requests that take this long at info (the others at debug); 0: only server errors")
 	s.Bool(&c.Migrate, "migrate", "MIGRATE_DB", true, "run the embedded database migrations at start")
 	s.Duration(&c.RedisTTL, "redis-ttl", "REDIS_TTL", 24*time.Hour, "lifetime of users:{id} cache entries (0: no expiry)")
 	s.String(&c.RedisPrefix, "redis-prefix", "REDIS_KEY_PREFIX", "users:", "cache key prefix")
@@ -114,6 +116,8 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 		return c, nil, usageError(fmt.Errorf("--sse-write-timeout must be > 0"))
 	case c.APIPGMaxConns < 1:
 		return c, nil, usageError(fmt.Errorf("--api-pg-max-conns must be >= 1, got %d", c.APIPGMaxConns))
+	case c.SlowRequest < 0:
+		return c, nil, usageError(fmt.Errorf("--log-slow-request must be >= 0, got %s", c.SlowRequest))
 	case c.Prefetch < 1:
 		return c, nil, usageError(fmt.Errorf("--prefetch must be >= 1, got %d", c.Prefetch))
 	case c.Workers < 1:

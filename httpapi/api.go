@@ -19,8 +19,13 @@ type Config struct {
 	CursorKey []byte
 	// Registry receives the API's metrics and is served on /metrics.
 	Registry *prometheus.Registry
-	// Logger gets one line per request; nil discards.
+	// Logger gets one line per request, at debug unless it answered with
+	// a server error or took SlowRequest or longer (then at info); nil
+	// discards.
 	Logger *slog.Logger
+	// SlowRequest: requests that take this long are logged at info; 0:
+	// only server errors are.
+	SlowRequest time.Duration
 	// ReadyTimeout bounds each readiness check (default 1s).
 	ReadyTimeout time.Duration
 	SSE          SSEOptions

@@ -52,8 +52,8 @@ func principalOf(ctx context.Context) (auth.Principal, bool) {
 
 // guard lets a request through to next only when its principal may use a
 // route of level: with a bearer token, or the page's session cookie. The
-// principal and a request id (sent back as X-Request-Id, for the audit
-// log) go into the request's context.
+// principal and the request's id (see observe) go into the request's
+// context, for the audit log.
 func (a *API) guard(level access, next http.Handler) http.Handler {
 	if level == public {
 		return next
@@ -67,8 +67,10 @@ func (a *API) guard(level access, next http.Handler) http.Handler {
 			writeError(w, r, a.log, err)
 			return
 		}
-		id := newRequestID()
-		w.Header()["X-Request-Id"] = []string{id}
+		var id string
+		if v := w.Header()["X-Request-Id"]; len(v) > 0 { // set by observe
+			id = v[0]
+		}
 		next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p, id)))
 	})
 }

@@ -12,11 +12,18 @@ import (
 // observation per request, labelled by the route pattern (never the raw
 // path, which would explode the label set and could carry anything), and
 // JSON replies for the router's own 404 and 405.
-func observe(next http.Handler, log *slog.Logger, m *metrics) http.Handler {
+//
+// Each request gets an id, sent back as X-Request-Id; guard reads it from
+// there for the audit log, so the access log and the audit log name a
+// request alike.
+func observe(next http.Handler, log *slog.Logger, m *metrics, slow time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		h := w.Header()
 		// Replies carry users' data: no cache, shared or private, keeps them.
-		w.Header()["Cache-Control"] = noStore
+		h["Cache-Control"] = noStore
+		id := newRequestID()
+		h["X-Request-Id"] = []string{id}
 		rec := &recorder{ResponseWriter: w, r: r}
 		defer func() {
 			p := recover()
@@ -39,7 +46,7 @@ func observe(next http.Handler, log *slog.Logger, m *metrics) http.Handler {
 			end := time.Now()
 			d := end.Sub(start)
 			m.requests.WithLabelValues(route, methodLabel(r.Method), statusLabel(status)).Observe(d.Seconds())
-			logRequest(r, log.Handler(), end, route, status, d)
+			logRequest(r, log.Handler(), end, id, route, status, d, accessLevel(rec, status, d, slow))
 			if p == http.ErrAbortHandler {
 				panic(p) // let net/http drop the connection
 			}
@@ -116,18 +123,32 @@ func statusLabel(code int) string {
 	return strconv.Itoa(code)
 }
 
+// accessLevel is the level of a request's log line: debug, so that a
+// polling page does not flood the log, but info for a server error and for
+// a request slower than slow (0: none is). An event stream is long by
+// design and never counts as slow.
+func accessLevel(rec *recorder, status int, d, slow time.Duration) slog.Level {
+	switch {
+	case status >= 500:
+		return slog.LevelInfo
+	case slow > 0 && d >= slow && rec.Header().Get("Content-Type") != "text/event-stream":
+		return slog.LevelInfo
+	}
+	return slog.LevelDebug
+}
+
 // logRequest writes the request's log line. It builds the record itself
 // rather than calling Logger.LogAttrs, which would capture the caller's
 // program counter (a stack walk, a noticeable share of the cost of a cached
 // GET /users/{id}) for a source that is always this function. Never the
 // path or query: they may carry names.
-func logRequest(r *http.Request, h slog.Handler, now time.Time, route string, status int, d time.Duration) {
+func logRequest(r *http.Request, h slog.Handler, now time.Time, id, route string, status int, d time.Duration, level slog.Level) {
 	ctx := r.Context()
-	if !h.Enabled(ctx, slog.LevelInfo) {
+	if !h.Enabled(ctx, level) {
 		return
 	}
-	rec := slog.NewRecord(now, slog.LevelInfo, "http request", 0)
-	rec.AddAttrs(slog.String("method", r.Method), slog.String("route", route),
-		slog.Int("status", status), slog.Duration("duration", d))
+	rec := slog.NewRecord(now, level, "http request", 0)
+	rec.AddAttrs(slog.String("request_id", id), slog.String("method", r.Method), slog.String("route", route),
+		slog.Int("status", status), slog.String("duration", d.String()))
 	h.Handle(ctx, rec) //nolint:errcheck // nowhere to report a failing log
 }

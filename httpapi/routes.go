@@ -51,7 +51,7 @@ func (a *API) newRouter() http.Handler {
 		}
 		mux.Handle(rt.pattern, h)
 	}
-	return observe(mux, a.log, a.metrics)
+	return observe(mux, a.log, a.metrics, a.cfg.SlowRequest)
 }
 
 // readyNotes are facts /readyz reports beside its checks.

@@ -2,9 +2,12 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -129,7 +132,7 @@ func TestMetricsAndRequestLog(t *testing.T) {
 		}
 	}
 	logs := e.logs.String()
-	for _, want := range []string{`"msg":"http request","method":"GET","route":"GET /users/{id}","status":200,"duration":`} {
+	for _, want := range []string{`"level":"DEBUG","msg":"http request","request_id":"`, `"method":"GET","route":"GET /users/{id}","status":200,"duration":"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %s:\n%s", want, logs)
 		}
@@ -232,5 +235,78 @@ func TestNewValidatesConfig(t *testing.T) {
 	// A second API on the same registry is refused, not a panic.
 	if _, err := New(Config{CursorKey: testKey, Registry: e.reg}, Deps{Users: memUsers{e.db}, Keys: fakeKeys{}, Feed: e.feed}); err == nil {
 		t.Errorf("metrics registered twice")
+	}
+}
+
+// The access log goes at debug, but server errors and slow requests at
+// info, with one set of fields, the request id being the one sent back.
+func TestAccessLogLevels(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.db.insert(testUser(1, "A", "A"))
+	resp, err := http.Get(e.srv.URL + "/users/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	id := resp.Header.Get("X-Request-Id")
+	if len(id) != 16 {
+		t.Fatalf("X-Request-Id = %q, want 16 hex digits", id)
+	}
+	e.db.mu.Lock()
+	e.db.getErr = errors.New("disk on fire")
+	e.db.mu.Unlock()
+	e.get(t, "/users/2")
+
+	var lines []map[string]any
+	for l := range strings.SplitSeq(strings.TrimSpace(e.logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if m["msg"] == "http request" {
+			lines = append(lines, m)
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("want 2 access lines, got %v", lines)
+	}
+	if lines[0]["level"] != "DEBUG" || lines[0]["request_id"] != id || lines[0]["status"] != 200.0 {
+		t.Errorf("a fast 200: %v, want DEBUG with request_id %s", lines[0], id)
+	}
+	if lines[1]["level"] != "INFO" || lines[1]["status"] != 500.0 {
+		t.Errorf("a 500: %v, want INFO", lines[1])
+	}
+	for _, l := range lines {
+		if d, ok := l["duration"].(string); !ok || d == "" {
+			t.Errorf("duration %v is not a string", l["duration"])
+		}
+	}
+}
+
+func TestAccessLevel(t *testing.T) {
+	t.Parallel()
+	slow := 500 * time.Millisecond
+	for _, tc := range []struct {
+		name        string
+		status      int
+		d, slow     time.Duration
+		contentType string
+		want        slog.Level
+	}{
+		{"fast ok", 200, time.Millisecond, slow, "application/json", slog.LevelDebug},
+		{"fast client error", 404, time.Millisecond, slow, "application/json", slog.LevelDebug},
+		{"server error", 503, time.Millisecond, slow, "application/json", slog.LevelInfo},
+		{"slow", 200, slow, slow, "application/json", slog.LevelInfo},
+		{"slow threshold off", 200, time.Hour, 0, "application/json", slog.LevelDebug},
+		{"long event stream", 200, time.Hour, slow, "text/event-stream", slog.LevelDebug},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{ResponseWriter: httptest.NewRecorder()}
+			rec.Header().Set("Content-Type", tc.contentType)
+			if got := accessLevel(rec, tc.status, tc.d, tc.slow); got != tc.want {
+				t.Errorf("accessLevel = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -38,14 +38,15 @@ func newAPI(cfg config.Consumer, logger *slog.Logger, reg *prometheus.Registry, 
 		return nil, nil, err
 	}
 	api, err := httpapi.New(httpapi.Config{
-		CursorKey: d.keyring.CursorKey(),
-		Registry:  reg,
-		Logger:    logger,
-		SSE:       httpapi.SSEOptions{Heartbeat: cfg.Heartbeat, WriteTimeout: cfg.SSEWriteTimeout},
-		Auth:      authn,
-		Sessions:  sessions,
-		AuthOff:   cfg.AuthOff(),
-		Audit:     d.audit,
+		CursorKey:   d.keyring.CursorKey(),
+		Registry:    reg,
+		Logger:      logger,
+		SlowRequest: cfg.SlowRequest,
+		SSE:         httpapi.SSEOptions{Heartbeat: cfg.Heartbeat, WriteTimeout: cfg.SSEWriteTimeout},
+		Auth:        authn,
+		Sessions:    sessions,
+		AuthOff:     cfg.AuthOff(),
+		Audit:       d.audit,
 		Limits: httpapi.Limits{
 			AllowedHosts:           cfg.AllowedHosts,
 			Rate:                   cfg.RateLimit,
