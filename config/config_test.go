@@ -147,7 +147,8 @@ func TestHelpListsEverySetting(t *testing.T) {
 	_, _, err := ParseConsumer("consumer", []string{"--help"}, env(nil), &out)
 	require.ErrorIs(t, err, flag.ErrHelp)
 	for _, name := range []string{"POSTGRES_CONN_URL", "REDIS_CONN_URL", "RABBITMQ_CONN_URL", "RABBITMQ_QUEUE_NAME", "CONSUMER_PORT", "ENCRYPTION_KEY", "LOG_LEVEL", "MIGRATE_DB", "REDIS_TTL",
-		"ALLOWED_HOSTS", "API_RATE_LIMIT", "API_RATE_BURST", "SSE_MAX_STREAMS", "SSE_MAX_STREAMS_PER_PRINCIPAL", "SSE_WRITE_TIMEOUT", "API_PG_MAX_CONNS"} {
+		"ALLOWED_HOSTS", "API_RATE_LIMIT", "API_RATE_BURST", "SSE_MAX_STREAMS", "SSE_MAX_STREAMS_PER_PRINCIPAL", "SSE_WRITE_TIMEOUT", "API_PG_MAX_CONNS",
+		"TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE", "TLS_RELOAD_INTERVAL", "REDIS_CA_FILE"} {
 		assert.Contains(t, out.String(), name)
 	}
 }
@@ -295,5 +296,38 @@ func TestLoggerWritesDurationsAsText(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("log %s lacks %s", b.String(), want)
 		}
+	}
+}
+
+func TestParseConsumerTLS(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		wantErr string // "": valid
+	}{
+		{"off by default", nil, ""},
+		{"both files", map[string]string{"TLS_CERT_FILE": "c.pem", "TLS_KEY_FILE": "k.pem"}, ""},
+		{"with client CA", map[string]string{"TLS_CERT_FILE": "c.pem", "TLS_KEY_FILE": "k.pem", "TLS_CLIENT_CA_FILE": "ca.pem"}, ""},
+		{"certificate without key", map[string]string{"TLS_CERT_FILE": "c.pem"}, "TLS_CERT_FILE and TLS_KEY_FILE go together"},
+		{"key without certificate", map[string]string{"TLS_KEY_FILE": "k.pem"}, "TLS_CERT_FILE and TLS_KEY_FILE go together"},
+		{"client CA without TLS", map[string]string{"TLS_CLIENT_CA_FILE": "ca.pem"}, "TLS_CLIENT_CA_FILE needs TLS_CERT_FILE"},
+		{"zero reload interval", map[string]string{"TLS_RELOAD_INTERVAL": "0s"}, "--tls-reload-interval must be > 0"},
+		{"Redis CA with rediss", map[string]string{"REDIS_CONN_URL": "rediss://cache:6380/0", "REDIS_CA_FILE": "ca.pem"}, ""},
+		{"Redis CA without rediss", map[string]string{"REDIS_CA_FILE": "ca.pem"}, "REDIS_CA_FILE is set but REDIS_CONN_URL is not a rediss:// URL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, _, err := ParseConsumer("consumer", nil, env(tc.env), &bytes.Buffer{})
+			if tc.wantErr != "" {
+				require.ErrorIs(t, err, ErrUsage)
+				assert.Contains(t, err.Error(), tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.env["TLS_CERT_FILE"] != "", c.TLS())
+			assert.Equal(t, tc.env["TLS_CLIENT_CA_FILE"], c.TLSClientCAFile)
+			assert.Equal(t, 10*time.Second, c.TLSReloadInterval)
+		})
 	}
 }

@@ -44,7 +44,17 @@ type Consumer struct {
 	SSEMaxStreams         int // 0: no cap
 	SSEMaxStreamsPerPrinc int // 0: no cap
 	SSEWriteTimeout       time.Duration
+
+	// The API serves HTTPS when TLSCertFile and TLSKeyFile are set.
+	TLSCertFile       string
+	TLSKeyFile        string
+	TLSClientCAFile   string // "": no client certificates asked for
+	TLSReloadInterval time.Duration
+	RedisCAFile       string // "": the system's CAs verify a rediss:// server
 }
+
+// TLS reports whether the API serves HTTPS.
+func (c Consumer) TLS() bool { return c.TLSCertFile != "" }
 
 // AuthOff reports whether AUTH_MODE switches authentication off.
 func (c Consumer) AuthOff() bool { return c.AuthMode == "none" }
@@ -92,6 +102,11 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 	s.String(&c.OIDCIssuer, "oidc-issuer", "OIDC_ISSUER", "", "accept JWTs from this OpenID Connect issuer (URL)")
 	s.String(&c.OIDCAudience, "oidc-audience", "OIDC_AUDIENCE", "", "the audience the issuer's JWTs must name (required with OIDC_ISSUER)")
 	s.String(&c.OIDCRoleClaim, "oidc-role-claim", "OIDC_ROLE_CLAIM", "role", "the JWT claim holding the role (reader, pii or admin); dots name a nested claim")
+	s.String(&c.TLSCertFile, "tls-cert-file", "TLS_CERT_FILE", "", "serve the API over HTTPS (HTTP/2, TLS 1.2 or later) with the PEM certificate (and chain) in this file; re-read when it changes")
+	s.String(&c.TLSKeyFile, "tls-key-file", "TLS_KEY_FILE", "", "the PEM private key of TLS_CERT_FILE (both or neither)")
+	s.String(&c.TLSClientCAFile, "tls-client-ca-file", "TLS_CLIENT_CA_FILE", "", "require every API client to present a certificate signed by a CA in this PEM file (needs TLS_CERT_FILE)")
+	s.Duration(&c.TLSReloadInterval, "tls-reload-interval", "TLS_RELOAD_INTERVAL", 10*time.Second, "how often TLS_CERT_FILE and TLS_KEY_FILE are checked for a new certificate")
+	s.String(&c.RedisCAFile, "redis-ca-file", "REDIS_CA_FILE", "", "verify a rediss:// REDIS_CONN_URL server against the CAs in this PEM file instead of the system's")
 	if err := s.parse(args); err != nil {
 		return c, nil, usageError(err)
 	}
@@ -128,6 +143,14 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 		return c, nil, usageError(fmt.Errorf("AUTH_MODE must be required or none, got %q", c.AuthMode))
 	case c.OIDCIssuer != "" && c.OIDCAudience == "":
 		return c, nil, usageError(fmt.Errorf("OIDC_AUDIENCE is required with OIDC_ISSUER"))
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		return c, nil, usageError(fmt.Errorf("TLS_CERT_FILE and TLS_KEY_FILE go together: set both to serve HTTPS, or neither"))
+	case c.TLSClientCAFile != "" && c.TLSCertFile == "":
+		return c, nil, usageError(fmt.Errorf("TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE: client certificates are asked for only over HTTPS"))
+	case c.TLSReloadInterval <= 0:
+		return c, nil, usageError(fmt.Errorf("--tls-reload-interval must be > 0"))
+	case c.RedisCAFile != "" && !strings.HasPrefix(c.RedisURL, "rediss://"):
+		return c, nil, usageError(fmt.Errorf("REDIS_CA_FILE is set but REDIS_CONN_URL is not a rediss:// URL"))
 	}
 	return c, fs.Args(), nil
 }

@@ -42,6 +42,9 @@ var DefaultAllowedHosts = []string{"localhost", "127.0.0.1", "[::1]"}
 // Values assigned to headers without Header.Set's allocation.
 var (
 	noStore = []string{"no-store"}
+	// hsts tells browsers to use HTTPS only for a year: sent only over
+	// TLS (browsers ignore it over plain HTTP anyway).
+	hsts = []string{"max-age=31536000"}
 )
 
 // hostRule is one AllowedHosts entry: a lowercased host without brackets,

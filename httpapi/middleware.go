@@ -22,6 +22,9 @@ func observe(next http.Handler, log *slog.Logger, m *metrics, slow time.Duration
 		h := w.Header()
 		// Replies carry users' data: no cache, shared or private, keeps them.
 		h["Cache-Control"] = noStore
+		if r.TLS != nil {
+			h["Strict-Transport-Security"] = hsts
+		}
 		id := newRequestID()
 		h["X-Request-Id"] = []string{id}
 		rec := &recorder{ResponseWriter: w, r: r}

@@ -355,3 +355,21 @@ func TestSessionEndsItsStream(t *testing.T) {
 		t.Errorf("reconnecting with the ended session: %d %s", resp.StatusCode, raw)
 	}
 }
+
+// HSTS is sent over TLS only, on every reply (an error and a probe too).
+func TestHSTSOnlyOverTLS(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tlsSrv := httptest.NewTLSServer(e.api)
+	defer tlsSrv.Close()
+	for _, path := range []string{"/healthz", "/users", "/users/x", "/no-such-route"} {
+		resp, _, _ := do(t, tlsSrv.Client(), "GET", tlsSrv.URL+path, "")
+		if got := resp.Header.Get("Strict-Transport-Security"); got != "max-age=31536000" {
+			t.Errorf("GET %s over TLS: Strict-Transport-Security %q, want max-age=31536000", path, got)
+		}
+		resp, _, _ = do(t, http.DefaultClient, "GET", e.srv.URL+path, "")
+		if got := resp.Header.Get("Strict-Transport-Security"); got != "" {
+			t.Errorf("GET %s over plain HTTP: Strict-Transport-Security %q, want none", path, got)
+		}
+	}
+}

@@ -151,6 +151,13 @@ func newTestEnv(t *testing.T) *testEnv {
 // consumer is stopped (as by SIGTERM) when the test ends and must exit cleanly.
 func (e *testEnv) startConsumer(t *testing.T) string {
 	t.Helper()
+	return e.startConsumerWith(t, http.DefaultClient)
+}
+
+// startConsumerWith is startConsumer asking for /healthz with client, and
+// over HTTPS when the environment sets TLS_CERT_FILE.
+func (e *testEnv) startConsumerWith(t *testing.T, client *http.Client) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()
@@ -175,13 +182,16 @@ func (e *testEnv) startConsumer(t *testing.T) string {
 		}
 	})
 	base := "http://" + addr
+	if vars["TLS_CERT_FILE"] != "" {
+		base = "https://" + addr
+	}
 	wait.For(t, 30*time.Second, "consumer /healthz", func() (bool, string) {
 		select {
 		case err := <-done:
 			t.Fatalf("consumer exited early: %v\n%s", err, logs.String())
 		default:
 		}
-		resp, err := http.Get(base + "/healthz")
+		resp, err := client.Get(base + "/healthz")
 		if err != nil {
 			return false, err.Error()
 		}

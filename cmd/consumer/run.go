@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 	"github.com/viswals/viswals/postgres"
 	"github.com/viswals/viswals/rabbitmq"
 	"github.com/viswals/viswals/rediscache"
+	"github.com/viswals/viswals/tlsconfig"
 )
 
 // run is the whole program, callable from tests. args[0] may name a
@@ -44,7 +46,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 	case "dlq":
 		return runDLQ(ctx, cfg, rest, stdout)
 	case "healthcheck":
-		return healthcheck(ctx, cfg.Addr)
+		return healthcheck(ctx, cfg.Addr, cfg.TLS())
 	}
 	if len(rest) > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", config.ErrUsage, rest)
@@ -79,6 +81,7 @@ type Main struct {
 	feed       *changefeed.Hub
 	ln         net.Listener
 	srv        *http.Server
+	certs      *tlsconfig.Reloader // nil: plain HTTP
 	endStreams context.CancelFunc
 	stopPprof  func()
 
@@ -106,6 +109,21 @@ func (m *Main) build(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ENCRYPTION_KEY: %w", err)
 	}
+	// The certificate is loaded before anything is connected to, so that
+	// bad files stop the program at once, by a message naming them.
+	var serverTLS *tls.Config
+	if cfg.TLS() {
+		if m.certs, err = tlsconfig.NewReloader(cfg.TLSCertFile, cfg.TLSKeyFile, logger); err != nil {
+			return fmt.Errorf("TLS_CERT_FILE, TLS_KEY_FILE: %w", err)
+		}
+		if serverTLS, err = tlsconfig.Server(m.certs, cfg.TLSClientCAFile); err != nil {
+			return fmt.Errorf("TLS_CLIENT_CA_FILE: %w", err)
+		}
+	}
+	redisOpts, err := redisOptions(cfg)
+	if err != nil {
+		return err
+	}
 	if cfg.Migrate {
 		if err := migrateWhenReachable(ctx, cfg.PostgresURL, logger); err != nil {
 			return err
@@ -123,13 +141,6 @@ func (m *Main) build(ctx context.Context) error {
 		return fmt.Errorf("postgres (API pool): %w", err)
 	}
 
-	redisOpts, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return fmt.Errorf("%w: REDIS_CONN_URL: %w", config.ErrUsage, err)
-	}
-	// Short timeouts: Redis is a cache and must never hold ingestion or a read up.
-	redisOpts.DialTimeout, redisOpts.ReadTimeout, redisOpts.WriteTimeout = time.Second, time.Second, time.Second
-	redisOpts.MaxRetries = 0
 	m.redis = redis.NewClient(redisOpts)
 	cache := rediscache.New(m.redis, rediscache.Options{Prefix: cfg.RedisPrefix, TTL: cfg.RedisTTL})
 	clearCacheOfEmptyDatabase(ctx, store, cache, logger)
@@ -157,6 +168,10 @@ func (m *Main) build(ctx context.Context) error {
 	}
 	m.feed = feed
 	m.srv = httpapi.NewServer(cfg.Addr, api)
+	m.srv.TLSConfig = serverTLS
+	// The server's own errors (refused TLS handshakes above all) go to the
+	// structured log instead of the standard logger's stderr.
+	m.srv.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	// Long-lived SSE streams would hold Shutdown until its deadline: end
 	// them as soon as shutdown begins.
 	streams, endStreams := context.WithCancel(context.WithoutCancel(ctx))
@@ -174,7 +189,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	cfg, logger := m.cfg, m.logger
-	logger.Info("consumer started", "addr", m.ln.Addr().String(), "queue", cfg.Queue, "workers", cfg.Workers, "prefetch", cfg.Prefetch)
+	logger.Info("consumer started", "addr", m.ln.Addr().String(), "tls", cfg.TLS(), "queue", cfg.Queue, "workers", cfg.Workers, "prefetch", cfg.Prefetch)
 
 	if cfg.PprofAddr != "" {
 		stopPprof, err := servePprof(cfg.PprofAddr, logger)
@@ -195,11 +210,23 @@ func (m *Main) Run(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error {
-		if err := m.srv.Serve(m.ln); !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if m.certs != nil {
+			err = m.srv.ServeTLS(m.ln, "", "") // the certificate comes from TLSConfig
+		} else {
+			err = m.srv.Serve(m.ln)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
 		}
 		return nil
 	})
+	if m.certs != nil {
+		g.Go(func() error {
+			m.certs.Run(gctx, cfg.TLSReloadInterval)
+			return nil
+		})
+	}
 	g.Go(func() error {
 		// The API stops while the consumer drains, so that both fit in
 		// the time an orchestrator gives between SIGTERM and SIGKILL.
@@ -303,9 +330,27 @@ func migrateWhenReachable(ctx context.Context, url string, logger *slog.Logger) 
 	}
 }
 
+// redisOptions are the Redis client's options from REDIS_CONN_URL, and
+// REDIS_CA_FILE for a rediss:// URL.
+func redisOptions(cfg config.Consumer) (*redis.Options, error) {
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: REDIS_CONN_URL: %w", config.ErrUsage, err)
+	}
+	if cfg.RedisCAFile != "" {
+		if opts.TLSConfig.RootCAs, err = tlsconfig.CertPool(cfg.RedisCAFile); err != nil {
+			return nil, fmt.Errorf("REDIS_CA_FILE: %w", err)
+		}
+	}
+	// Short timeouts: Redis is a cache and must never hold ingestion or a read up.
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = time.Second, time.Second, time.Second
+	opts.MaxRetries = 0
+	return opts, nil
+}
+
 // healthcheck asks the local API's /healthz: the distroless image has no
 // curl, so the compose health check runs the binary itself.
-func healthcheck(ctx context.Context, addr string) error {
+func healthcheck(ctx context.Context, addr string, useTLS bool) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("%w: CONSUMER_PORT: %w", config.ErrUsage, err)
@@ -315,11 +360,19 @@ func healthcheck(ctx context.Context, addr string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/healthz", nil)
+	scheme, client := "http", http.DefaultClient
+	if useTLS {
+		// The certificate is not checked: it names the API's public host,
+		// not the loopback address asked here, and this request sends no
+		// credential and reads nothing but the status of a liveness probe.
+		scheme = "https"
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}}}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+net.JoinHostPort(host, port)+"/healthz", nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("healthz: %w", err)
 	}
