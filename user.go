@@ -47,6 +47,25 @@ func (v Version) Less(w Version) bool {
 	return v.Load < w.Load || (v.Load == w.Load && v.Line < w.Line)
 }
 
+// DefaultMaxVersionSkew is how far in the future a version's load may be
+// before it is refused (see Version.CheckNotAhead): more than the drift of
+// clocks kept by NTP, far less than a pinned row would matter.
+const DefaultMaxVersionSkew = 5 * time.Minute
+
+// CheckNotAhead refuses a version whose load lies more than maxSkew after
+// now. Load ids are the producers' start times, so one from the future is
+// a producer clock that is wrong or a forged message; stored, it would win
+// over every later load of that user until the clock caught up (forever,
+// for a load of MaxInt64).
+func (v Version) CheckNotAhead(now time.Time, maxSkew time.Duration) error {
+	limit := now.Add(maxSkew).UnixNano()
+	if v.Load <= limit {
+		return nil
+	}
+	return Errorf(EINVALID, "version load %s is %s ahead of the consumer's clock, more than the %s allowed: the producer's clock is wrong, or the version forged",
+		time.Unix(0, v.Load).UTC().Format(time.RFC3339), time.Duration(v.Load-now.UnixNano()).Round(time.Second), maxSkew)
+}
+
 // Record is a user with the version of the row it came from: what travels
 // from the producer to the consumer and what the stores write.
 type Record struct {

@@ -68,6 +68,38 @@ func TestVersionLess(t *testing.T) {
 	assert.False(t, v(2, 1).Less(v(1, 9)))
 }
 
+func TestVersionCheckNotAhead(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	skew := 5 * time.Minute
+	tests := []struct {
+		name    string
+		load    int64
+		wantErr string
+	}{
+		{name: "now", load: now.UnixNano()},
+		{name: "the past", load: 1},
+		{name: "zero", load: 0},
+		{name: "negative", load: -1 << 62},
+		{name: "exactly the skew ahead", load: now.Add(skew).UnixNano()},
+		{name: "just beyond the skew", load: now.Add(skew).UnixNano() + 1, wantErr: "version load 2026-01-02T03:09:05Z is 5m0s ahead of the consumer's clock, more than the 5m0s allowed"},
+		{name: "a day ahead", load: now.Add(24 * time.Hour).UnixNano(), wantErr: "is 24h0m0s ahead"},
+		{name: "MaxInt64", load: 1<<63 - 1, wantErr: "version load 2262-04-11T23:47:16Z"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := viswals.Version{Load: tt.load, Line: 1}.CheckNotAhead(now, skew)
+			if tt.wantErr == "" {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorContains(t, err, tt.wantErr)
+			assert.Equal(t, viswals.EINVALID, viswals.ErrorCode(err))
+		})
+	}
+}
+
 func TestErrorCodeAndMessage(t *testing.T) {
 	t.Parallel()
 	err := fmt.Errorf("get user: %w", viswals.Errorf(viswals.ENOTFOUND, "user %d not found", 7))

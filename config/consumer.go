@@ -7,30 +7,34 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/viswals/viswals"
 )
 
 // Consumer holds the consumer's settings (ingestion and the HTTP API).
 type Consumer struct {
-	PostgresURL   string
-	RedisURL      string
-	RabbitURL     string
-	Queue         string
-	Addr          string // CONSUMER_PORT, normalised to host:port
-	EncryptionKey string
-	LogLevel      string
-	SlowRequest   time.Duration // requests this slow are logged at info
-	Migrate       bool
-	RedisTTL      time.Duration
-	RedisPrefix   string
-	Prefetch      int
-	Workers       int
-	PGMaxConns    int
-	APIPGMaxConns int // the API's own pool, apart from ingestion's
-	Upsert        string
-	AnalyzeRows   int
-	DrainTimeout  time.Duration
-	Heartbeat     time.Duration
-	PprofAddr     string // "": no profiling endpoint
+	PostgresURL    string
+	RedisURL       string
+	RabbitURL      string
+	Queue          string
+	Addr           string // CONSUMER_PORT, normalised to host:port
+	EncryptionKey  string
+	SigningKey     string // INGEST_SIGNING_KEY; "": messages are not verified
+	MaxVersionSkew time.Duration
+	LogLevel       string
+	SlowRequest    time.Duration // requests this slow are logged at info
+	Migrate        bool
+	RedisTTL       time.Duration
+	RedisPrefix    string
+	Prefetch       int
+	Workers        int
+	PGMaxConns     int
+	APIPGMaxConns  int // the API's own pool, apart from ingestion's
+	Upsert         string
+	AnalyzeRows    int
+	DrainTimeout   time.Duration
+	Heartbeat      time.Duration
+	PprofAddr      string // "": no profiling endpoint
 
 	AuthMode      string // "required" (the default) or "none"
 	APIKeysFile   string // "": no API keys
@@ -76,6 +80,8 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 	s.String(&c.Queue, "queue", "RABBITMQ_QUEUE_NAME", DefaultQueue, "queue to consume")
 	s.String(&c.Addr, "addr", "CONSUMER_PORT", DefaultConsumerAddr, "HTTP listen address: host:port; a bare port listens on 127.0.0.1, :port on every interface")
 	s.Secret(&c.EncryptionKey, "encryption-key", "ENCRYPTION_KEY", "", "`key`: 32 random bytes, base64 or hex (openssl rand -base64 32); required")
+	s.Secret(&c.SigningKey, "signing-key", "INGEST_SIGNING_KEY", "", "`key` the producer signs messages with (HMAC-SHA256, at least 32 bytes: openssl rand -base64 32); when set, unsigned or badly signed messages are dead-lettered unread")
+	s.Duration(&c.MaxVersionSkew, "max-version-skew", "INGEST_MAX_VERSION_SKEW", viswals.DefaultMaxVersionSkew, "records whose version (the producer's start time) is further than this in the future are dead-lettered")
 	s.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	s.Duration(&c.SlowRequest, "log-slow-request", "LOG_SLOW_REQUEST", 500*time.Millisecond, "log requests that take this long at info (the others at debug); 0: only server errors")
 	s.Bool(&c.Migrate, "migrate", "MIGRATE_DB", true, "run the embedded database migrations at start")
@@ -133,6 +139,8 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 		return c, nil, usageError(fmt.Errorf("--api-pg-max-conns must be >= 1, got %d", c.APIPGMaxConns))
 	case c.SlowRequest < 0:
 		return c, nil, usageError(fmt.Errorf("--log-slow-request must be >= 0, got %s", c.SlowRequest))
+	case c.MaxVersionSkew <= 0:
+		return c, nil, usageError(fmt.Errorf("--max-version-skew must be > 0, got %s", c.MaxVersionSkew))
 	case c.Prefetch < 1:
 		return c, nil, usageError(fmt.Errorf("--prefetch must be >= 1, got %d", c.Prefetch))
 	case c.Workers < 1:

@@ -18,6 +18,7 @@ type Producer struct {
 	MaxInFlight      int
 	ReconnectTimeout time.Duration
 	LogLevel         string
+	SigningKey       string // INGEST_SIGNING_KEY; "": messages go unsigned
 }
 
 // ParseProducer reads the producer's flags and environment. It returns
@@ -40,6 +41,7 @@ func ParseProducer(args []string, getenv Getenv, out io.Writer) (Producer, error
 	s.Int(&c.MaxInFlight, "max-in-flight", "PRODUCER_MAX_IN_FLIGHT", 32, "messages published but not yet confirmed")
 	s.Duration(&c.ReconnectTimeout, "reconnect-timeout", "PRODUCER_RECONNECT_TIMEOUT", time.Minute, "give up when the broker stays unreachable this long")
 	s.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	s.Secret(&c.SigningKey, "signing-key", "INGEST_SIGNING_KEY", "", "`key` to sign every message with (HMAC-SHA256), the consumer's INGEST_SIGNING_KEY")
 	if err := s.parse(args); err != nil {
 		return c, usageError(err)
 	}

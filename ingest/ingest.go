@@ -56,8 +56,12 @@ type Options struct {
 	CacheCooldown time.Duration
 	// RetryMin and RetryMax bound the backoff while the store is unavailable.
 	RetryMin, RetryMax time.Duration
-	Logger             *slog.Logger
-	Metrics            *Metrics
+	// MaxVersionSkew is how far ahead of Now a record's version may be
+	// (default viswals.DefaultMaxVersionSkew); records beyond are refused.
+	MaxVersionSkew time.Duration
+	Now            func() time.Time // the clock (default time.Now)
+	Logger         *slog.Logger
+	Metrics        *Metrics
 }
 
 // Ingester stores batches of users. Safe for concurrent use.
@@ -87,6 +91,12 @@ func New(store Store, cache Cache, sealer Sealer, opts Options) *Ingester {
 	if opts.RetryMax == 0 {
 		opts.RetryMax = 5 * time.Second
 	}
+	if opts.MaxVersionSkew == 0 {
+		opts.MaxVersionSkew = viswals.DefaultMaxVersionSkew
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -97,7 +107,8 @@ func New(store Store, cache Cache, sealer Sealer, opts Options) *Ingester {
 }
 
 // Ingest validates, seals and stores recs and returns the records it
-// refused, by position, with reasons; every other record is committed when
+// refused (invalid, or versioned more than MaxVersionSkew in the future),
+// by position, with reasons; every other record is committed when
 // it returns nil. While the store is unavailable it retries with backoff
 // until ctx is done, so the caller can hand the batch back and nothing is
 // lost. seenBefore says the batch may have been ingested already (a
@@ -115,8 +126,13 @@ func (in *Ingester) Ingest(ctx context.Context, recs []viswals.Record, seenBefor
 	sealed := make([]viswals.SealedUser, 0, len(recs))
 	index := make([]int, 0, len(recs)) // sealed[i] is recs[index[i]]
 	var refused []viswals.Refusal
+	now := in.opts.Now()
 	for i := range recs {
-		if err := recs[i].Validate(); err != nil {
+		err := recs[i].Validate()
+		if err == nil {
+			err = recs[i].Version.CheckNotAhead(now, in.opts.MaxVersionSkew)
+		}
+		if err != nil {
 			refused = append(refused, viswals.Refusal{Index: i, Reason: err.Error()})
 			continue
 		}

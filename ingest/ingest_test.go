@@ -94,8 +94,17 @@ func rec(id int64, email string) viswals.Record {
 	return viswals.Record{User: viswals.User{ID: id, Email: email, CreatedAt: time.UnixMilli(1).UTC()}, Version: viswals.Version{Load: 1, Line: id + 1}}
 }
 
+// testNow is the clock of the ingesters of these tests.
+var testNow = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// ahead gives r a version whose load is d after testNow.
+func ahead(r viswals.Record, d time.Duration) viswals.Record {
+	r.Version.Load = testNow.Add(d).UnixNano()
+	return r
+}
+
 func fastOptions() Options {
-	return Options{RetryMin: time.Millisecond, RetryMax: 2 * time.Millisecond}
+	return Options{RetryMin: time.Millisecond, RetryMax: 2 * time.Millisecond, Now: func() time.Time { return testNow }}
 }
 
 func TestIngest(t *testing.T) {
@@ -112,6 +121,9 @@ func TestIngest(t *testing.T) {
 			recs: []viswals.Record{rec(1, "a@b"), rec(2, "no-at"), rec(0, "z@z"), rec(3, "e@f")}, wantStored: []int64{1, 3}, wantRejected: []int64{2, 0}},
 		{name: "store down, then up: retried, nothing lost", store: &fakeStore{fails: 3},
 			recs: []viswals.Record{rec(1, "a@b")}, wantStored: []int64{1}},
+		{name: "versions from the future refused, the rest land", store: &fakeStore{},
+			recs:       []viswals.Record{rec(1, "a@b"), ahead(rec(2, "c@d"), 6*time.Minute), ahead(rec(3, "e@f"), 4*time.Minute), ahead(rec(4, "g@h"), 1<<62)},
+			wantStored: []int64{1, 3}, wantRejected: []int64{2, 4}},
 		{name: "store refuses one user: the rest land", store: &fakeStore{poison: 2},
 			recs: []viswals.Record{rec(1, "a@b"), rec(2, "c@d"), rec(3, "e@f")}, wantStored: []int64{1, 3}, wantRejected: []int64{2}},
 	}

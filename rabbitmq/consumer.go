@@ -59,6 +59,8 @@ type Part struct {
 	// body holds several) into x-death-reasons.
 	Reason  string
 	Reasons []string
+	// Headers are set on top of the delivery's (a signature of Body).
+	Headers amqp.Table
 }
 
 func (Ack) outcome()             {}

@@ -246,6 +246,9 @@ func partOf(d amqp.Delivery, queue string, p Part) amqp.Publishing {
 		}
 		h[HeaderDeathReasons] = rs
 	}
+	// The delivery's signature is of its body, not of this one.
+	delete(h, HeaderSignature)
+	maps.Copy(h, p.Headers)
 	return copyOf(d, h, p.Body)
 }
 

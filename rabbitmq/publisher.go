@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,8 @@ type PublisherOptions struct {
 	// before Publish and Flush fail with EUNAVAILABLE (default 60s).
 	ReconnectTimeout time.Duration
 	Logger           *slog.Logger
+	// Signer, when set, signs every message (HeaderSignature).
+	Signer *Signer
 }
 
 func (o PublisherOptions) withDefaults() PublisherOptions {
@@ -69,9 +72,10 @@ type PublisherStats struct {
 // reported by Flush as failed. Republishing may duplicate a message: the
 // consumer must be idempotent. It is safe for concurrent use.
 type Publisher struct {
-	log   *slog.Logger
-	reqs  chan *entry
-	flush chan flushReq
+	log    *slog.Logger
+	signer *Signer
+	reqs   chan *entry
+	flush  chan flushReq
 
 	cancel    context.CancelFunc // stops the loop
 	closeOnce sync.Once
@@ -109,6 +113,7 @@ func NewPublisher(ctx context.Context, url, queue string, opts PublisherOptions)
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p := &Publisher{
 		log:    opts.Logger.With("queue", queue),
+		signer: opts.Signer,
 		reqs:   make(chan *entry),
 		flush:  make(chan flushReq),
 		cancel: cancel,
@@ -139,6 +144,12 @@ func (p *Publisher) Publish(ctx context.Context, msg Message) error {
 	// connection: nothing about the message itself may make it fail.
 	if err := msg.Headers.Validate(); err != nil {
 		return viswals.Errorf(viswals.EINVALID, "publish: invalid headers: %v", err)
+	}
+	if p.signer != nil {
+		h := make(amqp.Table, len(msg.Headers)+1)
+		maps.Copy(h, msg.Headers)
+		h[HeaderSignature] = p.signer.Sign(msg.ContentType, msg.Body)
+		msg.Headers = h
 	}
 	e := &entry{pub: amqp.Publishing{
 		Headers:      msg.Headers,

@@ -78,6 +78,7 @@ type Main struct {
 	redis      *redis.Client
 	ingester   *ingest.Ingester
 	consumer   *rabbitmq.Consumer
+	handler    rabbitmq.Handler
 	feed       *changefeed.Hub
 	ln         net.Listener
 	srv        *http.Server
@@ -124,6 +125,12 @@ func (m *Main) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var signer *rabbitmq.Signer
+	if cfg.SigningKey != "" {
+		if signer, err = rabbitmq.NewSigner(cfg.SigningKey); err != nil {
+			return fmt.Errorf("%w: %w", config.ErrUsage, err)
+		}
+	}
 	if cfg.Migrate {
 		if err := migrateWhenReachable(ctx, cfg.PostgresURL, logger); err != nil {
 			return err
@@ -148,7 +155,11 @@ func (m *Main) build(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := ingest.NewMetrics(reg)
-	m.ingester = ingest.New(store, cache, keyring, ingest.Options{Logger: logger, Metrics: metrics})
+	m.ingester = ingest.New(store, cache, keyring, ingest.Options{Logger: logger, Metrics: metrics, MaxVersionSkew: cfg.MaxVersionSkew})
+	m.handler = rabbitmq.BatchHandler(m.ingester, logger)
+	if signer != nil {
+		m.handler = rabbitmq.Verified(signer, m.handler, logger)
+	}
 	m.consumer = rabbitmq.NewConsumer(cfg.RabbitURL, cfg.Queue, rabbitmq.ConsumerOptions{
 		Prefetch:     cfg.Prefetch,
 		Workers:      cfg.Workers,
@@ -239,7 +250,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return nil
 	})
 	// Run drains in-flight messages before it returns.
-	g.Go(func() error { return m.consumer.Run(gctx, rabbitmq.BatchHandler(m.ingester, logger)) })
+	g.Go(func() error { return m.consumer.Run(gctx, m.handler) })
 	return nil
 }
 

@@ -46,10 +46,17 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 	defer rejectsFile.Close()
 	rejects := csvin.NewRejectWriter(rejectsFile, rows.Header())
 
+	var signer *rabbitmq.Signer
+	if cfg.SigningKey != "" {
+		if signer, err = rabbitmq.NewSigner(cfg.SigningKey); err != nil {
+			return fmt.Errorf("%w: %w", config.ErrUsage, err)
+		}
+	}
 	pub, err := rabbitmq.NewPublisher(ctx, cfg.RabbitURL, cfg.Queue, rabbitmq.PublisherOptions{
 		MaxInFlight:      cfg.MaxInFlight,
 		ReconnectTimeout: cfg.ReconnectTimeout,
 		Logger:           logger,
+		Signer:           signer,
 	})
 	if err != nil {
 		return fmt.Errorf("connect to RabbitMQ: %w", err)
