@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/viswals/viswals/internal/testenv"
+	"github.com/viswals/viswals/internal/testservers"
 )
 
 // inputRows is the size of every load: big enough that a fault injected at
@@ -145,10 +146,10 @@ func generateTheInput() error {
 func initTemplate() error {
 	shared.pgOnce.Do(func() {
 		start := time.Now()
-		if shared.pgBin, shared.pgErr = pgBinDir(); shared.pgErr != nil {
+		if shared.pgBin, shared.pgErr = testservers.PGBinDir(); shared.pgErr != nil {
 			return
 		}
-		if shared.pgOwner, shared.pgErr = findPGOwner(); shared.pgErr != nil {
+		if shared.pgOwner, shared.pgErr = testservers.FindPGOwner(); shared.pgErr != nil {
 			return
 		}
 		shared.pgTemplate, shared.pgErr = initPGTemplate(shared.pgBin, shared.pgOwner, filepath.Join(shared.root, "pg-template"))

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,16 +162,6 @@ func tailFile(path string, n int) string {
 
 // runTimeout bounds a command run by run.
 const runTimeout = 5 * time.Minute
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
 
 // cleanEnv is this process's environment without the settings of the
 // programs under test or of the servers, so that nothing leaks into them;

@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,74 +18,22 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/viswals/viswals/internal/testservers"
 	"github.com/viswals/viswals/internal/wait"
 )
 
 // ---- PostgreSQL ----
 
-// pgBinDir finds the PostgreSQL server binaries (initdb, pg_ctl), which
-// Debian keeps out of PATH, preferring the newest version.
-func pgBinDir() (string, error) {
-	if p, err := exec.LookPath("pg_ctl"); err == nil {
-		return filepath.Dir(p), nil
-	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	slices.SortFunc(dirs, func(a, b string) int {
-		va, _ := strconv.Atoi(filepath.Base(filepath.Dir(a)))
-		vb, _ := strconv.Atoi(filepath.Base(filepath.Dir(b)))
-		return vb - va
-	})
-	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
-			return d, nil
-		}
-	}
-	return "", errors.New("PostgreSQL server binaries (initdb, pg_ctl) not found in PATH or /usr/lib/postgresql/*/bin")
-}
-
-// pgOwner is who runs the server: initdb refuses root, so as root the
-// cluster belongs to the postgres OS user.
-type pgOwner struct {
-	asUser   string // "" to run as ourselves
-	uid, gid int
-}
-
-func findPGOwner() (pgOwner, error) {
-	if os.Geteuid() != 0 {
-		return pgOwner{uid: os.Geteuid(), gid: os.Getegid()}, nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return pgOwner{}, fmt.Errorf("running as root, and initdb refuses root: need an OS user named postgres: %w", err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return pgOwner{asUser: "postgres", uid: uid, gid: gid}, nil
-}
-
-// command returns the argv that runs bin as the owner.
-func (o pgOwner) command(bin string, args ...string) (string, []string) {
-	if o.asUser == "" {
-		return bin, args
-	}
-	return "runuser", append([]string{"-u", o.asUser, "--", bin}, args...)
-}
-
-// mkdir creates dir for the owner.
-func (o pgOwner) mkdir(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	return os.Chown(dir, o.uid, o.gid)
-}
+// pgOwner is who runs the servers' PostgreSQL clusters.
+type pgOwner = testservers.PGOwner
 
 // initPGTemplate runs initdb once; clusters are copies of its result.
 func initPGTemplate(bin string, owner pgOwner, dir string) (string, error) {
-	if err := owner.mkdir(dir); err != nil {
+	if err := owner.Mkdir(dir); err != nil {
 		return "", err
 	}
 	data := filepath.Join(dir, "data")
-	path, args := owner.command(filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions")
+	path, args := owner.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions")
 	if out, err := run(cleanEnv("LC_ALL=C.UTF-8"), dir, path, args...); err != nil {
 		return "", fmt.Errorf("initdb: %w\n%s", err, out)
 	}
@@ -111,14 +57,14 @@ type pgCluster struct {
 // loses commits it has already acknowledged (their WAL still in shared
 // memory), and the consumer, rightly, has acked their messages by then.
 func newPGCluster(bin string, owner pgOwner, template, dir string) (*pgCluster, error) {
-	if err := owner.mkdir(dir); err != nil {
+	if err := owner.Mkdir(dir); err != nil {
 		return nil, err
 	}
 	c := &pgCluster{bin: bin, owner: owner, dir: dir, data: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "server.log")}
 	if out, err := run(cleanEnv(), dir, "cp", "-a", template, c.data); err != nil {
 		return nil, fmt.Errorf("copy the template cluster: %w\n%s", err, out)
 	}
-	port, err := freePort()
+	port, err := testservers.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +77,7 @@ func (c *pgCluster) url() string {
 }
 
 func (c *pgCluster) pgctl(args ...string) error {
-	path, argv := c.owner.command(filepath.Join(c.bin, "pg_ctl"), append([]string{"-D", c.data}, args...)...)
+	path, argv := c.owner.Command(filepath.Join(c.bin, "pg_ctl"), append([]string{"-D", c.data}, args...)...)
 	out, err := run(cleanEnv(), c.dir, path, argv...)
 	if err != nil {
 		return fmt.Errorf("pg_ctl %s: %w\n%s\nserver log:\n%s", strings.Join(args, " "), err, out, tailFile(c.logPath, 20))
@@ -174,7 +120,7 @@ func newRedis(dir string) (*redisServer, error) {
 	if err != nil {
 		return nil, errors.New("redis-server not found in PATH")
 	}
-	port, err := freePort()
+	port, err := testservers.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -223,24 +169,6 @@ func (r *redisServer) close() {
 
 // ---- RabbitMQ ----
 
-// rabbitScripts finds rabbitmq-server and rabbitmqctl. Debian's copies in
-// /usr/sbin switch to the rabbitmq user when run as root, which would lose
-// our environment and cookie; the real scripts are in /usr/lib/rabbitmq/bin.
-func rabbitScripts() (server, ctl string, err error) {
-	for _, dir := range []string{"/usr/lib/rabbitmq/bin"} {
-		s, c := filepath.Join(dir, "rabbitmq-server"), filepath.Join(dir, "rabbitmqctl")
-		if _, err := os.Stat(s); err == nil {
-			return s, c, nil
-		}
-	}
-	s, err1 := exec.LookPath("rabbitmq-server")
-	c, err2 := exec.LookPath("rabbitmqctl")
-	if err1 != nil || err2 != nil {
-		return "", "", errors.New("rabbitmq-server and rabbitmqctl not found")
-	}
-	return s, c, nil
-}
-
 // rabbitNode is a RabbitMQ node of its own: its own node name, AMQP and
 // distribution ports, data and log directories, and Erlang cookie (HOME is
 // its directory). It shares only the machine's epmd.
@@ -255,7 +183,7 @@ type rabbitNode struct {
 }
 
 func startRabbit(dir string) (*rabbitNode, error) {
-	server, ctl, err := rabbitScripts()
+	server, ctl, err := testservers.RabbitScripts()
 	if err != nil {
 		return nil, err
 	}
@@ -263,10 +191,10 @@ func startRabbit(dir string) (*rabbitNode, error) {
 		return nil, err
 	}
 	n := &rabbitNode{server: server, ctlPath: ctl, dir: dir, node: "faults-" + randHex(4) + "@localhost"}
-	if n.port, err = freePort(); err != nil {
+	if n.port, err = testservers.FreePort(); err != nil {
 		return nil, err
 	}
-	if n.distPort, err = freePort(); err != nil {
+	if n.distPort, err = testservers.FreePort(); err != nil {
 		return nil, err
 	}
 	conf := filepath.Join(dir, "rabbitmq.conf")

@@ -24,6 +24,7 @@ import (
 	"github.com/viswals/viswals"
 	"github.com/viswals/viswals/auth"
 	"github.com/viswals/viswals/emailcrypt"
+	"github.com/viswals/viswals/internal/testservers"
 	"github.com/viswals/viswals/internal/wait"
 	"github.com/viswals/viswals/rediscache"
 )
@@ -224,7 +225,7 @@ type consumer struct {
 // startConsumer starts a consumer and waits until its HTTP server answers.
 func (s *stack) startConsumer() *consumer {
 	s.t.Helper()
-	port, err := freePort()
+	port, err := testservers.FreePort()
 	if err != nil {
 		s.t.Fatal(err)
 	}
