@@ -35,6 +35,7 @@ type Consumer struct {
 	DrainTimeout   time.Duration
 	Heartbeat      time.Duration
 	PprofAddr      string // "": no profiling endpoint
+	Roles          Roles  // CONSUMER_ROLES / --roles of serve
 
 	AuthMode      string // "required" (the default) or "none"
 	APIKeysFile   string // "": no API keys
@@ -70,7 +71,7 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprintf(out, "usage: %s [flags]\n       %s dlq list|replay [flags]\n       %s apikey create --name NAME --role reader|pii|admin\n\nConsumes users from RabbitMQ into Postgres and Redis and serves the HTTP API.\n\nflags:\n", name, name, name)
+		fmt.Fprintf(out, "usage: %s [serve] [--roles ingest,api] [flags]\n       %s dlq list|replay [flags]\n       %s apikey create --name NAME --role reader|pii|admin\n\nConsumes users from RabbitMQ into Postgres and Redis and serves the HTTP API.\n\nflags:\n", name, name, name)
 		fs.PrintDefaults()
 	}
 	s := &set{fs: fs, getenv: getenv}
@@ -103,6 +104,8 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 	s.Int(&c.SSEMaxStreamsPerPrinc, "sse-max-streams-per-principal", "SSE_MAX_STREAMS_PER_PRINCIPAL", 20, "open GET /users/sse streams per principal (per client IP with AUTH_MODE=none) before 429; 0: no cap")
 	s.Duration(&c.SSEWriteTimeout, "sse-write-timeout", "SSE_WRITE_TIMEOUT", 10*time.Second, "an SSE client that reads nothing for this long is disconnected")
 	s.String(&c.PprofAddr, "pprof-addr", "PPROF_ADDR", "", "serve /debug/pprof on this address, e.g. 127.0.0.1:6060 (empty: off)")
+	roles := AllRoles.String()
+	s.String(&roles, "roles", "CONSUMER_ROLES", roles, "what this process runs, comma-separated: ingest (RabbitMQ into Postgres and Redis; serves only /healthz, /readyz and /metrics), api (the HTTP API; needs no RabbitMQ), or both")
 	s.String(&c.AuthMode, "auth-mode", "AUTH_MODE", "required", "API authentication: required, or none (development only: everyone is an admin)")
 	s.String(&c.APIKeysFile, "api-keys-file", "API_KEYS_FILE", "", "file of API key hashes, one 'name role sha256' per line (make keys with: consumer apikey create); re-read when it changes")
 	s.String(&c.OIDCIssuer, "oidc-issuer", "OIDC_ISSUER", "", "accept JWTs from this OpenID Connect issuer (URL)")
@@ -118,6 +121,10 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 	}
 	if !strings.Contains(c.Addr, ":") {
 		c.Addr = "127.0.0.1:" + c.Addr // a bare port: loopback, as the default
+	}
+	var err error
+	if c.Roles, err = ParseRoles(roles); err != nil {
+		return c, nil, usageError(fmt.Errorf("--roles (env CONSUMER_ROLES): %w", err))
 	}
 	for h := range strings.SplitSeq(hosts, ",") {
 		if h = strings.TrimSpace(h); h != "" {

@@ -28,6 +28,11 @@ type Config struct {
 	SlowRequest time.Duration
 	// ReadyTimeout bounds each readiness check (default 1s).
 	ReadyTimeout time.Duration
+	// OpsOnly serves only /healthz, /readyz and /metrics, for a process
+	// that ingests without serving the API: its probes and scrapes work
+	// as an API process's do. Deps need only Checks then, and CursorKey
+	// may be empty.
+	OpsOnly bool
 	SSE          SSEOptions
 
 	// Auth authenticates bearer tokens; required unless AuthOff.
@@ -55,6 +60,14 @@ type Deps struct {
 	// Checks are the readiness checks by name, e.g. "postgres", "redis",
 	// "rabbitmq".
 	Checks map[string]Check
+	// Degradable names the checks whose failure /readyz reports without
+	// failing: a cache the process works on without (reads fall back to
+	// the store). Taking every replica out of service because the cache
+	// is down would turn a slower API into none.
+	Degradable []string
+	// Roles are the roles the process runs, each with the checks it
+	// depends on; /readyz reports them as they are.
+	Roles map[string][]string
 }
 
 // API is the HTTP API, an http.Handler.
@@ -77,11 +90,11 @@ type API struct {
 // once per registry.
 func New(cfg Config, deps Deps) (*API, error) {
 	switch {
-	case len(cfg.CursorKey) < 32:
+	case len(cfg.CursorKey) < 32 && !cfg.OpsOnly:
 		return nil, errors.New("httpapi: CursorKey must be at least 32 bytes")
 	case cfg.Registry == nil:
 		return nil, errors.New("httpapi: Registry is required")
-	case deps.Users == nil || deps.Keys == nil || deps.Feed == nil:
+	case (deps.Users == nil || deps.Keys == nil || deps.Feed == nil) && !cfg.OpsOnly:
 		return nil, errors.New("httpapi: Users, Keys and Feed are required")
 	case cfg.Auth == nil && !cfg.AuthOff:
 		return nil, errors.New("httpapi: Auth is required unless AuthOff is set")

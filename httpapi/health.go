@@ -47,15 +47,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	writeJSONBytes(w, status, append(b, '\n'))
 }
 
-// handleReadyz is readiness: every dependency answers within timeout. The
+// readiness is what /readyz checks and reports.
+type readiness struct {
+	checks     map[string]Check
+	degradable []string            // checks reported but not failed on
+	roles      map[string][]string // role: the checks it depends on
+	notes      map[string]string   // facts reported beside the checks
+}
+
+// handleReadyz is readiness: every dependency answers within timeout,
+// but for the degradable ones, which are reported and logged only. The
 // checks run concurrently, so a dead one costs timeout, not the sum. Each
-// is reported by name; details of a failure go to the log, not the client.
-func handleReadyz(checks map[string]Check, notes map[string]string, timeout time.Duration, log *slog.Logger) http.Handler {
-	names := make([]string, 0, len(checks))
-	for name := range checks {
-		names = append(names, name)
-	}
-	slices.Sort(names)
+// is reported by name, with the roles and what they depend on; details of
+// a failure go to the log, not the client.
+func handleReadyz(rd readiness, timeout time.Duration, log *slog.Logger) http.Handler {
+	checks := rd.checks
+	names := slices.Sorted(maps.Keys(checks))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
@@ -79,12 +86,17 @@ func handleReadyz(checks map[string]Check, notes map[string]string, timeout time
 		}
 		wg.Wait()
 
-		report := make(map[string]string, len(names)+len(notes))
-		maps.Copy(report, notes)
+		report := make(map[string]any, len(names)+len(rd.notes)+1)
+		for k, v := range rd.notes {
+			report[k] = v
+		}
+		if len(rd.roles) > 0 {
+			report["roles"] = rd.roles
+		}
 		var failed []string
 		for i, name := range names {
 			report[name] = results[i]
-			if results[i] != "ok" {
+			if results[i] != "ok" && !slices.Contains(rd.degradable, name) {
 				failed = append(failed, name+" "+results[i])
 			}
 		}

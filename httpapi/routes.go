@@ -14,8 +14,17 @@ type route struct {
 
 // routes lists every route the API serves, in one place. The OpenAPI
 // document must describe exactly these (TestOpenAPIMatchesRoutes).
+// With OpsOnly it serves the operational routes alone.
 func (a *API) routes() []route {
-	return []route{
+	ops := []route{
+		{"GET /healthz", public, handleHealthz()},
+		{"GET /readyz", public, handleReadyz(a.readiness(), a.cfg.ReadyTimeout, a.log)},
+		{"GET /metrics", admins, handleMetrics(a.cfg.Registry)},
+	}
+	if a.cfg.OpsOnly {
+		return ops
+	}
+	return append([]route{
 		{"GET /users", readers, handleListUsers(a.deps.Users, a.cfg.CursorKey, a.log, a.audit)},
 		{"GET /users/{id}", readers, handleGetUser(a.deps.Users, a.log, a.audit)},
 		{"GET /users/sse", readers, a.capStreams(handleSSE(a.deps.Feed, a.deps.Keys, a.cfg.CursorKey, a.cfg.SSE, a.log, a.metrics, a.audit))},
@@ -25,11 +34,8 @@ func (a *API) routes() []route {
 		{"POST /session", public, handleSessionCreate(a.cfg.Auth, a.cfg.Sessions, a.cfg.AuthOff, a.log)},
 		{"GET /session", readers, handleSessionGet()},
 		{"DELETE /session", public, handleSessionDelete(a.log)},
-		{"GET /healthz", public, handleHealthz()},
-		{"GET /readyz", public, handleReadyz(a.deps.Checks, a.readyNotes(), a.cfg.ReadyTimeout, a.log)},
-		{"GET /metrics", admins, handleMetrics(a.cfg.Registry)},
 		{"GET /openapi.yaml", readers, handleOpenAPI()},
-	}
+	}, ops...)
 }
 
 // newRouter registers the routes and wraps them in the per-request
@@ -54,12 +60,13 @@ func (a *API) newRouter() http.Handler {
 	return observe(mux, a.log, a.metrics, a.cfg.SlowRequest)
 }
 
-// readyNotes are facts /readyz reports beside its checks.
-func (a *API) readyNotes() map[string]string {
+// readiness is what /readyz checks and reports.
+func (a *API) readiness() readiness {
+	r := readiness{checks: a.deps.Checks, degradable: a.deps.Degradable, roles: a.deps.Roles}
 	if a.cfg.AuthOff {
-		return map[string]string{"auth": "off"}
+		r.notes = map[string]string{"auth": "off"}
 	}
-	return nil
+	return r
 }
 
 func healthRoute(pattern string) bool {

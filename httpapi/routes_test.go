@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/viswals/viswals/httpapi/internal/ssetest"
@@ -66,20 +68,26 @@ func TestReadyz(t *testing.T) {
 	down := func(context.Context) error { return errors.New("dial tcp 10.0.0.9:6379: refused") }
 	hang := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
 	for _, tc := range []struct {
-		name   string
-		checks map[string]Check
-		status int
-		data   map[string]any
-		msg    string
+		name       string
+		checks     map[string]Check
+		degradable []string
+		status     int
+		data       map[string]any
+		msg        string
 	}{
-		{"all up", map[string]Check{"postgres": ok, "redis": ok, "rabbitmq": ok}, 200,
+		{"all up", map[string]Check{"postgres": ok, "redis": ok, "rabbitmq": ok}, nil, 200,
 			map[string]any{"postgres": "ok", "redis": "ok", "rabbitmq": "ok"}, ""},
-		{"one down, one hanging", map[string]Check{"postgres": ok, "redis": down, "rabbitmq": hang}, 503,
+		{"one down, one hanging", map[string]Check{"postgres": ok, "redis": down, "rabbitmq": hang}, nil, 503,
 			map[string]any{"postgres": "ok", "redis": "unavailable", "rabbitmq": "timeout"}, "not ready: rabbitmq timeout, redis unavailable"},
+		{"a degradable one down is reported, and ready", map[string]Check{"postgres": ok, "redis": down}, []string{"redis"}, 200,
+			map[string]any{"postgres": "ok", "redis": "unavailable"}, ""},
+		{"a degradable one down beside a needed one", map[string]Check{"postgres": down, "redis": down}, []string{"redis"}, 503,
+			map[string]any{"postgres": "unavailable", "redis": "unavailable"}, "not ready: postgres unavailable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, func(s *envSettings) {
 				s.deps.Checks = tc.checks
+				s.deps.Degradable = tc.degradable
 				s.cfg.ReadyTimeout = 100 * time.Millisecond
 			})
 			start := time.Now()
@@ -99,10 +107,52 @@ func TestReadyz(t *testing.T) {
 			if tc.msg != "" && body["error"] != tc.msg {
 				t.Errorf("error %q, want %q", body["error"], tc.msg)
 			}
-			if strings.Contains(e.logs.String(), "10.0.0.9") != (tc.status == 503) {
+			if strings.Contains(e.logs.String(), "10.0.0.9") != (data["redis"] == "unavailable" || data["postgres"] == "unavailable") {
 				t.Errorf("failure cause should be logged (and only then)")
 			}
+			if strings.Contains(fmt.Sprint(body), "10.0.0.9") {
+				t.Errorf("failure cause reached the client: %v", body)
+			}
 		})
+	}
+}
+
+// /readyz names the process's roles and what each depends on.
+func TestReadyzRoles(t *testing.T) {
+	ok := func(context.Context) error { return nil }
+	e := newEnv(t, func(s *envSettings) {
+		s.deps.Checks = map[string]Check{"postgres": ok, "redis": ok}
+		s.deps.Roles = map[string][]string{"api": {"postgres", "redis"}}
+	})
+	status, body := e.get(t, "/readyz")
+	data, _ := body["data"].(map[string]any)
+	if status != 200 || fmt.Sprint(data["roles"]) != "map[api:[postgres redis]]" || data["postgres"] != "ok" {
+		t.Fatalf("%d %v", status, body)
+	}
+}
+
+// An ingest-only process serves its probes and metrics, and nothing else.
+func TestOpsOnly(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	api, err := New(Config{Registry: reg, AuthOff: true, OpsOnly: true},
+		Deps{Checks: map[string]Check{"rabbitmq": func(context.Context) error { return nil }}, Roles: map[string][]string{"ingest": {"rabbitmq"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200, "/users/1": 404, "/users": 404, "/users/sse": 404, "/": 404, "/openapi.yaml": 404} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	if _, err := New(Config{Registry: prometheus.NewRegistry(), OpsOnly: true}, Deps{}); err == nil {
+		t.Error("ops-only without Auth or AuthOff: want an error (its /metrics is for admins)")
 	}
 }
 

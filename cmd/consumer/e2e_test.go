@@ -158,6 +158,13 @@ func (e *testEnv) startConsumer(t *testing.T) string {
 // over HTTPS when the environment sets TLS_CERT_FILE.
 func (e *testEnv) startConsumerWith(t *testing.T, client *http.Client) string {
 	t.Helper()
+	return e.startProcess(t, client, nil, nil, &e.logs)
+}
+
+// startProcess is startConsumerWith with arguments (a subcommand and
+// flags), settings that override the test's, and a log of its own.
+func (e *testEnv) startProcess(t *testing.T, client *http.Client, args []string, override map[string]string, logs *logbuf.Buffer) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()
@@ -166,11 +173,13 @@ func (e *testEnv) startConsumerWith(t *testing.T, client *http.Client) string {
 	for k, v := range e.vars {
 		vars[k] = v
 	}
+	for k, v := range override {
+		vars[k] = v
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	logs := &e.logs
 	go func() {
-		done <- run(ctx, nil, func(k string) string { return vars[k] }, strings.NewReader(""), io.Discard, logs)
+		done <- run(ctx, args, func(k string) string { return vars[k] }, strings.NewReader(""), io.Discard, logs)
 	}()
 	t.Cleanup(func() {
 		cancel()

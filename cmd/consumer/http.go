@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -15,28 +14,43 @@ import (
 	"github.com/viswals/viswals/emailcrypt"
 	"github.com/viswals/viswals/httpapi"
 	"github.com/viswals/viswals/postgres"
-	"github.com/viswals/viswals/rabbitmq"
 	"github.com/viswals/viswals/rediscache"
 	"github.com/viswals/viswals/usercache"
 )
 
 // deps are the parts the HTTP API is built from.
 type deps struct {
-	store    *postgres.Store // the API's own pool
-	cache    *rediscache.Cache
-	keyring  *emailcrypt.Keyring
-	audit    *slog.Logger
-	consumer *rabbitmq.Consumer
+	store   *postgres.Store // the API's own pool; nil without the api role
+	cache   *rediscache.Cache
+	keyring *emailcrypt.Keyring
+	audit   *slog.Logger
+	checks  map[string]httpapi.Check // readiness, by dependency
+	roles   map[string][]string      // role: the checks it depends on
 }
 
 // newAPI returns the API and the changefeed hub its streams follow, which
-// the caller runs.
+// the caller runs. Without the api role it returns the operational routes
+// alone (probes and metrics) and no hub.
 func newAPI(cfg config.Consumer, logger *slog.Logger, reg *prometheus.Registry, d deps) (*httpapi.API, *changefeed.Hub, error) {
-	feed := changefeed.New(d.store, changefeed.Options{Logger: logger, Metrics: changefeed.NewMetrics(reg)})
 	authn, sessions, err := newAuth(cfg, d.keyring, logger)
 	if err != nil {
 		return nil, nil, err
 	}
+	readiness := httpapi.Deps{
+		Checks: d.checks,
+		// A cache: reads fall back to Postgres and ingestion goes on.
+		Degradable: []string{"redis"},
+		Roles:      d.roles,
+	}
+	if !cfg.Roles.API {
+		api, err := httpapi.New(httpapi.Config{Registry: reg, Logger: logger, Auth: authn, AuthOff: cfg.AuthOff(), OpsOnly: true}, readiness)
+		return api, nil, err
+	}
+	feed := changefeed.New(d.store, changefeed.Options{Logger: logger, Metrics: changefeed.NewMetrics(reg)})
+	deps := readiness
+	deps.Users = usercache.NewStore(d.store, d.cache, d.keyring, usercache.Options{Logger: logger, Metrics: usercache.NewMetrics(reg)})
+	deps.Keys = d.keyring
+	deps.Feed = feed
 	api, err := httpapi.New(httpapi.Config{
 		CursorKey:   d.keyring.CursorKey(),
 		Registry:    reg,
@@ -54,21 +68,7 @@ func newAPI(cfg config.Consumer, logger *slog.Logger, reg *prometheus.Registry, 
 			MaxStreams:             cfg.SSEMaxStreams,
 			MaxStreamsPerPrincipal: cfg.SSEMaxStreamsPerPrinc,
 		},
-	}, httpapi.Deps{
-		Users: usercache.NewStore(d.store, d.cache, d.keyring, usercache.Options{Logger: logger, Metrics: usercache.NewMetrics(reg)}),
-		Keys:  d.keyring,
-		Feed:  feed,
-		Checks: map[string]httpapi.Check{
-			"postgres": d.store.Ping,
-			"redis":    d.cache.Ping,
-			"rabbitmq": func(context.Context) error {
-				if !d.consumer.Connected() {
-					return errors.New("not connected")
-				}
-				return nil
-			},
-		},
-	})
+	}, deps)
 	return api, feed, err
 }
 

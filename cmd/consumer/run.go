@@ -99,7 +99,11 @@ func newMain(cfg config.Consumer, logger, audit *slog.Logger) *Main {
 	return &Main{cfg: cfg, logger: logger, audit: audit}
 }
 
-// build opens the stores and the listener and puts the parts together.
+// build opens the stores and the listener and puts together the parts of
+// the process's roles: ingestion (the ingest pool, the RabbitMQ consumer)
+// and the API (its own pool, the changefeed). An API-only process never
+// connects to RabbitMQ; an ingest-only one serves only its probes and
+// metrics.
 func (m *Main) build(ctx context.Context) error {
 	cfg, logger := m.cfg, m.logger
 	key, err := emailcrypt.ParseKey(cfg.EncryptionKey)
@@ -136,44 +140,68 @@ func (m *Main) build(ctx context.Context) error {
 			return err
 		}
 	}
-	store, err := postgres.Open(ctx, cfg.PostgresURL, postgres.PoolConfig{MaxConns: int32(cfg.PGMaxConns), Upsert: cfg.Upsert, AppName: ingestAppName})
-	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
+	if cfg.Roles.Ingest {
+		m.store, err = postgres.Open(ctx, cfg.PostgresURL, postgres.PoolConfig{MaxConns: int32(cfg.PGMaxConns), Upsert: cfg.Upsert, AppName: ingestAppName})
+		if err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
 	}
-	m.store = store
-	// The API reads through its own pool, so that no number of readers or
-	// streams can take the connections ingestion writes with.
-	m.apiStore, err = postgres.Open(ctx, cfg.PostgresURL, postgres.PoolConfig{MaxConns: int32(cfg.APIPGMaxConns), AppName: apiAppName})
-	if err != nil {
-		return fmt.Errorf("postgres (API pool): %w", err)
+	if cfg.Roles.API {
+		// The API reads through its own pool, so that no number of readers
+		// or streams can take the connections ingestion writes with.
+		m.apiStore, err = postgres.Open(ctx, cfg.PostgresURL, postgres.PoolConfig{MaxConns: int32(cfg.APIPGMaxConns), AppName: apiAppName})
+		if err != nil {
+			return fmt.Errorf("postgres (API pool): %w", err)
+		}
+	}
+	// Either pool answers for Postgres: the ingest one when there is one.
+	pg := m.store
+	if pg == nil {
+		pg = m.apiStore
 	}
 
 	m.redis = redis.NewClient(redisOpts)
 	cache := rediscache.New(m.redis, rediscache.Options{Prefix: cfg.RedisPrefix, TTL: cfg.RedisTTL})
-	clearCacheOfEmptyDatabase(ctx, store, cache, logger)
+	// Every role clears: the API too would serve an entry of a user the
+	// database no longer holds.
+	clearCacheOfEmptyDatabase(ctx, pg, cache, logger)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := ingest.NewMetrics(reg)
-	m.ingester = ingest.New(store, cache, keyring, ingest.Options{Logger: logger, Metrics: metrics, MaxVersionSkew: cfg.MaxVersionSkew})
-	m.handler = rabbitmq.BatchHandler(m.ingester, logger)
-	if signer != nil {
-		m.handler = rabbitmq.Verified(signer, m.handler, logger)
+	checks := map[string]httpapi.Check{"postgres": pg.Ping, "redis": cache.Ping}
+	roles := map[string][]string{}
+	if cfg.Roles.Ingest {
+		metrics := ingest.NewMetrics(reg)
+		m.ingester = ingest.New(m.store, cache, keyring, ingest.Options{Logger: logger, Metrics: metrics, MaxVersionSkew: cfg.MaxVersionSkew})
+		m.handler = rabbitmq.BatchHandler(m.ingester, logger)
+		if signer != nil {
+			m.handler = rabbitmq.Verified(signer, m.handler, logger)
+		}
+		m.consumer = rabbitmq.NewConsumer(cfg.RabbitURL, cfg.Queue, rabbitmq.ConsumerOptions{
+			Prefetch:     cfg.Prefetch,
+			Workers:      cfg.Workers,
+			DrainTimeout: cfg.DrainTimeout,
+			Logger:       logger,
+			OnDeadLetter: metrics.DeadLettered.Inc,
+		})
+		checks["rabbitmq"] = func(context.Context) error {
+			if !m.consumer.Connected() {
+				return errors.New("not connected")
+			}
+			return nil
+		}
+		roles["ingest"] = []string{"postgres", "rabbitmq", "redis"}
 	}
-	m.consumer = rabbitmq.NewConsumer(cfg.RabbitURL, cfg.Queue, rabbitmq.ConsumerOptions{
-		Prefetch:     cfg.Prefetch,
-		Workers:      cfg.Workers,
-		DrainTimeout: cfg.DrainTimeout,
-		Logger:       logger,
-		OnDeadLetter: metrics.DeadLettered.Inc,
-	})
+	if cfg.Roles.API {
+		roles["api"] = []string{"postgres", "redis"}
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	m.ln = ln
-	api, feed, err := newAPI(cfg, logger, reg, deps{store: m.apiStore, cache: cache, keyring: keyring, consumer: m.consumer, audit: m.audit})
+	api, feed, err := newAPI(cfg, logger, reg, deps{store: m.apiStore, cache: cache, keyring: keyring, audit: m.audit, checks: checks, roles: roles})
 	if err != nil {
 		return err
 	}
@@ -200,7 +228,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	cfg, logger := m.cfg, m.logger
-	logger.Info("consumer started", "addr", m.ln.Addr().String(), "tls", cfg.TLS(), "queue", cfg.Queue, "workers", cfg.Workers, "prefetch", cfg.Prefetch)
+	logger.Info("consumer started", "roles", cfg.Roles.String(), "addr", m.ln.Addr().String(), "tls", cfg.TLS(), "queue", cfg.Queue, "workers", cfg.Workers, "prefetch", cfg.Prefetch)
 
 	if cfg.PprofAddr != "" {
 		stopPprof, err := servePprof(cfg.PprofAddr, logger)
@@ -211,8 +239,10 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	m.g = g
-	g.Go(func() error { return m.feed.Run(gctx) })
-	if cfg.AnalyzeRows > 0 {
+	if m.feed != nil {
+		g.Go(func() error { return m.feed.Run(gctx) })
+	}
+	if cfg.AnalyzeRows > 0 && m.store != nil {
 		g.Go(func() error {
 			m.store.KeepAnalyzed(gctx, 2*time.Second, int64(cfg.AnalyzeRows), func(err error) {
 				logger.Warn("refreshing table statistics failed", "err", err)
@@ -249,8 +279,10 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		return nil
 	})
-	// Run drains in-flight messages before it returns.
-	g.Go(func() error { return m.consumer.Run(gctx, m.handler) })
+	if m.consumer != nil {
+		// Run drains in-flight messages before it returns.
+		g.Go(func() error { return m.consumer.Run(gctx, m.handler) })
+	}
 	return nil
 }
 
