@@ -39,3 +39,22 @@ type Pos struct {
 func (p Pos) Less(q Pos) bool {
 	return p.Xid < q.Xid || (p.Xid == q.Xid && p.ID < q.ID)
 }
+
+// A Change is one entry of the changefeed: the user as a transaction left
+// it, at its position, and what the row held before that transaction.
+type Change struct {
+	Pos    Pos
+	User   SealedUser
+	Before Before
+}
+
+// Before is a user's state before a change, as far as the changefeed
+// needs it to tell that a user left a filter: its folded names and the
+// transaction of the change before (Exists false for a new user). Only
+// the last change of a row is kept, so a reader that missed the change at
+// Xid cannot know what it last saw of the user.
+type Before struct {
+	Exists                  bool
+	FirstFolded, LastFolded string
+	Xid                     uint64
+}

@@ -27,12 +27,19 @@ type Source interface {
 	// ListVisible calls fn for up to limit users with id > afterID that
 	// match f and whose last change is visible in snap, in id order.
 	ListVisible(ctx context.Context, f viswals.Filter, afterID int64, limit int, snap viswals.Snapshot, fn func(viswals.SealedUser) error) error
-	// Changes calls fn, in position order, for up to limit rows matching f
-	// whose position is after `after` and whose transaction is older than
-	// every transaction still running (the horizon it returns). Everything
-	// below the horizon is final, so a reader that has seen all rows below
-	// it can move to viswals.Pos{Xid: horizon} and never miss a late commit.
-	Changes(ctx context.Context, f viswals.Filter, after viswals.Pos, limit int, fn func(viswals.Pos, viswals.SealedUser) error) (horizon uint64, err error)
+	// CountVisible returns how many users ListVisible would return from
+	// afterID on without a limit.
+	CountVisible(ctx context.Context, f viswals.Filter, afterID int64, snap viswals.Snapshot) (int64, error)
+	// Changes calls fn, in position order, for up to limit changes whose
+	// position is after `after` and whose transaction is older than every
+	// transaction still running (the horizon it returns); with a filter,
+	// at least those that match f now or may have matched it before
+	// (postgres.Store.Changes says which). Everything below the horizon is
+	// final, so a reader that has seen all rows below it can move to
+	// viswals.Pos{Xid: horizon} and never miss a late commit. The horizon
+	// is also below the state before of every row whose newer version is
+	// not final yet: a reader never passes a state it did not read.
+	Changes(ctx context.Context, f viswals.Filter, after viswals.Pos, limit int, fn func(viswals.Change) error) (horizon uint64, err error)
 	// Listen calls fn on each change notification until ctx ends or the
 	// connection fails.
 	Listen(ctx context.Context, fn func()) error
@@ -98,13 +105,17 @@ func (o *Options) defaults() {
 }
 
 // change is one entry of the ring: a row as the changefeed returned it,
-// its folded names for filtering, and its renderings, one per view (see
+// its folded names for filtering, what it held before, and its renderings, one per view (see
 // Stream.Render), each made by the first stream that sends it in that view
 // and shared by the rest.
 type change struct {
 	pos                     viswals.Pos
 	user                    viswals.SealedUser
 	firstFolded, lastFolded string
+	before                  viswals.Before
+	// readFrom is the position the hub's read that returned the change
+	// started from (see Stream.classify).
+	readFrom viswals.Pos
 
 	views [Views]rendering
 	// id is the signed text of the live cursor right after this change,
@@ -355,9 +366,9 @@ func (h *Hub) step(ctx context.Context, notified bool, target uint64) uint64 {
 	batch := make([]*change, 0, h.opts.Batch)
 	for ctx.Err() == nil {
 		batch = batch[:0]
-		horizon, err := h.src.Changes(ctx, viswals.Filter{}, pos, h.opts.Batch, func(p viswals.Pos, u viswals.SealedUser) error {
-			batch = append(batch, &change{pos: p, user: u,
-				firstFolded: viswals.Fold(u.FirstName), lastFolded: viswals.Fold(u.LastName)})
+		horizon, err := h.src.Changes(ctx, viswals.Filter{}, pos, h.opts.Batch, func(c viswals.Change) error {
+			batch = append(batch, &change{pos: c.Pos, user: c.User, before: c.Before, readFrom: pos,
+				firstFolded: viswals.Fold(c.User.FirstName), lastFolded: viswals.Fold(c.User.LastName)})
 			return nil
 		})
 		if err != nil {

@@ -24,22 +24,56 @@ import (
 // event carries a cursor holding the phase, the snapshot and the position,
 // so a client resumes from it on any process.
 
-// Event is one user a stream sends, and the cursor that resumes the
-// stream right after it.
+// Every stream sends, in order: one EventSnapshot announcing how many
+// users its snapshot phase sends (0 for a stream resumed in its live
+// phase); those users; one EventLive; then the changes, as EventUser for
+// a user that matches the filter and EventLeave for one that matched and
+// no longer does.
+//
+// A leave needs to know what the stream showed of the user, which only
+// the client knows. The store keeps, for the last change of each row, the
+// names before it and the position of the change before (viswals.Before):
+// a stream that saw that state leaves when those names matched; one that
+// did not (two changes of one user since its position) cannot tell, and
+// sends a leave, which removes nothing from a client that never had the
+// user. Leaves are never missed, and rarely sent for a user the client
+// does not have.
+
+// EventKind is what an event says.
+type EventKind uint8
+
+// The kinds of event.
+const (
+	EventUser     EventKind = iota // User matches the filter
+	EventLeave                     // User (only its id counts) matched the filter and no longer does
+	EventSnapshot                  // the first event: Size is how many users the snapshot phase sends
+	EventLive                      // the snapshot phase is over
+)
+
+// Event is one thing a stream sends: a user, a leave, or one of the
+// markers of its phases. User and leave events, and EventLive, carry the
+// cursor that resumes the stream right after them; EventSnapshot carries
+// none (resuming there is opening the stream again).
 type Event struct {
+	Kind   EventKind
 	Cursor Cursor
-	User   *viswals.SealedUser
+	User   *viswals.SealedUser // user and leave
+	// Size is, for EventSnapshot, the number of users the snapshot phase
+	// sends, counted when the stream opens: a user changed during the
+	// snapshot phase moves to the live phase, so it may send fewer.
+	Size   int64
 	shared *change // set for a change from the hub's ring
 }
 
 // Stream is one subscriber's walk through the changefeed. It is not safe
 // for concurrent use.
 type Stream struct {
-	hub    *Hub
-	filter viswals.Filter
-	folded viswals.Filter // filter.Folded(), for matching ring entries
-	cur    Cursor         // the position after the last event returned
-	joined bool           // counted by the hub as a live stream
+	hub     *Hub
+	filter  viswals.Filter
+	folded  viswals.Filter // filter.Folded(), for matching ring entries
+	cur     Cursor         // the position after the last event returned
+	joined  bool           // counted by the hub as a live stream
+	started bool           // the snapshot event was returned
 
 	rows    []viswals.SealedUser
 	changes []*change
@@ -83,6 +117,9 @@ func (s *Stream) Close() {
 func (s *Stream) Next(ctx context.Context) ([]Event, <-chan struct{}, error) {
 	clear(s.events) // do not keep evicted ring entries alive
 	s.events = s.events[:0]
+	if !s.started {
+		return s.events, nil, s.start(ctx)
+	}
 	if s.cur.Kind == KindSnapshot {
 		return s.events, nil, s.snapshot(ctx)
 	}
@@ -145,6 +182,25 @@ func (s *Stream) AppendID(dst []byte, e *Event, cc *Codec) []byte {
 	return dst
 }
 
+// start returns the snapshot event, with the number of users left to
+// send in the snapshot phase, and the live event at once for a stream
+// resumed in the live phase.
+func (s *Stream) start(ctx context.Context) error {
+	var size int64
+	if s.cur.Kind == KindSnapshot {
+		var err error
+		if size, err = s.hub.src.CountVisible(ctx, s.filter, s.cur.AfterID, s.cur.Snap); err != nil {
+			return err
+		}
+	}
+	s.started = true
+	s.events = append(s.events, Event{Kind: EventSnapshot, Size: size})
+	if s.cur.Kind == KindLive {
+		s.events = append(s.events, Event{Kind: EventLive, Cursor: s.cur})
+	}
+	return nil
+}
+
 // snapshot returns one page of the rows visible in the snapshot, and
 // moves the stream to the live phase after the last page.
 func (s *Stream) snapshot(ctx context.Context) error {
@@ -162,11 +218,12 @@ func (s *Stream) snapshot(ctx context.Context) error {
 	}
 	for i := range s.rows {
 		s.cur.AfterID = s.rows[i].ID
-		s.events = append(s.events, Event{Cursor: s.cur, User: &s.rows[i]})
+		s.events = append(s.events, Event{Kind: EventUser, Cursor: s.cur, User: &s.rows[i]})
 	}
 	if len(s.rows) < pageSize {
 		s.cur = Cursor{Kind: KindLive, Snap: s.cur.Snap, HasSnap: true, Pos: viswals.Pos{Xid: s.cur.Snap.Xmin}}
 		s.dropPassedSnapshot()
+		s.events = append(s.events, Event{Kind: EventLive, Cursor: s.cur})
 	}
 	return nil
 }
@@ -175,9 +232,10 @@ func (s *Stream) snapshot(ctx context.Context) error {
 // to upTo.
 func (s *Stream) fromRing(changes []*change, upTo viswals.Pos) {
 	for _, c := range changes {
+		kind, ok := s.classify(c.pos, c.firstFolded, c.lastFolded, c.before, c.readFrom)
 		s.cur.Pos = c.pos
-		if s.wants(c) {
-			s.events = append(s.events, Event{Cursor: s.cur, User: &c.user, shared: c})
+		if ok {
+			s.events = append(s.events, Event{Kind: kind, Cursor: s.cur, User: &c.user, shared: c})
 		}
 	}
 	clear(changes) // do not keep evicted entries alive
@@ -188,25 +246,23 @@ func (s *Stream) fromRing(changes []*change, upTo viswals.Pos) {
 // catchUp reads one page of the changefeed from the store, for a stream
 // whose position is older than the hub's ring.
 func (s *Stream) catchUp(ctx context.Context) error {
-	type row struct {
-		pos  viswals.Pos
-		user viswals.SealedUser
-	}
-	var rows []row
+	var rows []viswals.Change
 	pageSize := s.hub.opts.PageSize
-	horizon, err := s.hub.src.Changes(ctx, s.filter, s.cur.Pos, pageSize, func(p viswals.Pos, u viswals.SealedUser) error {
-		rows = append(rows, row{p, u})
+	horizon, err := s.hub.src.Changes(ctx, s.filter, s.cur.Pos, pageSize, func(c viswals.Change) error {
+		rows = append(rows, c)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	from := s.cur.Pos
 	for i := range rows {
-		s.cur.Pos = rows[i].pos
-		if s.cur.HasSnap && s.cur.Snap.Visible(rows[i].pos.Xid) {
-			continue // sent in the snapshot phase
+		c := &rows[i]
+		kind, ok := s.classify(c.Pos, viswals.Fold(c.User.FirstName), viswals.Fold(c.User.LastName), c.Before, from)
+		s.cur.Pos = c.Pos
+		if ok {
+			s.events = append(s.events, Event{Kind: kind, Cursor: s.cur, User: &c.User})
 		}
-		s.events = append(s.events, Event{Cursor: s.cur, User: &rows[i].user})
 	}
 	if len(rows) < pageSize && s.cur.Pos.Less(viswals.Pos{Xid: horizon}) {
 		s.cur.Pos = viswals.Pos{Xid: horizon} // everything below the horizon is read
@@ -215,12 +271,32 @@ func (s *Stream) catchUp(ctx context.Context) error {
 	return nil
 }
 
-// wants applies the stream's filter and snapshot to a ring entry.
-func (s *Stream) wants(c *change) bool {
-	if s.cur.HasSnap && s.cur.Snap.Visible(c.pos.Xid) {
-		return false
+// classify tells what the change at pos, leaving the user with the
+// folded names first and last, means to the stream: a user, a leave (see
+// EventKind), or nothing. from is where the read that returned the change
+// (the hub's or the stream's) started.
+func (s *Stream) classify(pos viswals.Pos, first, last string, before viswals.Before, from viswals.Pos) (EventKind, bool) {
+	if s.cur.HasSnap && s.cur.Snap.Visible(pos.Xid) {
+		return 0, false // sent in the snapshot phase
 	}
-	return s.folded.Match(c.firstFolded, c.lastFolded)
+	if s.folded.Match(first, last) {
+		return EventUser, true
+	}
+	if !before.Exists {
+		return 0, false // a new user the filter does not want
+	}
+	if s.folded.Match(before.FirstFolded, before.LastFolded) {
+		return EventLeave, true
+	}
+	// The state before did not match, but a stream that never saw it may
+	// have shown an older one that did. A state before the read started
+	// was returned by an earlier read (the store holds a read back rather
+	// than let it pass a state whose row moved on, see Source.Changes), so
+	// the stream handled it; so was a state visible in the snapshot: the
+	// snapshot phase read the row after it was written.
+	seen := (viswals.Pos{Xid: before.Xid, ID: pos.ID}).Less(from) ||
+		(s.cur.HasSnap && s.cur.Snap.Visible(before.Xid))
+	return EventLeave, !seen
 }
 
 // dropPassedSnapshot forgets the snapshot once no later change can be

@@ -159,7 +159,7 @@ func TestAccessSSE(t *testing.T) {
 		require.Equal(t, http.StatusOK, resp.StatusCode, body)
 		sc := bufio.NewScanner(strings.NewReader(body))
 		for sc.Scan() {
-			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok && strings.Contains(data, "email_address") {
 				return data
 			}
 		}

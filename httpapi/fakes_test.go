@@ -36,8 +36,9 @@ type memDB struct {
 }
 
 type memRow struct {
-	user viswals.SealedUser
-	xid  uint64
+	user   viswals.SealedUser
+	xid    uint64
+	before viswals.Before
 }
 
 func newMemDB() *memDB {
@@ -69,7 +70,12 @@ func (tx *memTx) commit() {
 	db := tx.db
 	db.mu.Lock()
 	for _, u := range tx.users {
-		db.rows[u.ID] = memRow{user: u, xid: tx.xid}
+		r := memRow{user: u, xid: tx.xid}
+		if old, ok := db.rows[u.ID]; ok {
+			r.before = viswals.Before{Exists: true, Xid: old.xid,
+				FirstFolded: viswals.Fold(old.user.FirstName), LastFolded: viswals.Fold(old.user.LastName)}
+		}
+		db.rows[u.ID] = r
 	}
 	delete(db.running, tx.xid)
 	ls := make([]func(), 0, len(db.listeners))
@@ -160,7 +166,22 @@ func (db *memDB) CurrentSnapshot(ctx context.Context) (viswals.Snapshot, error) 
 	return db.snapshotLocked(), nil
 }
 
-func (db *memDB) Changes(ctx context.Context, f viswals.Filter, after viswals.Pos, limit int, fn func(viswals.Pos, viswals.SealedUser) error) (uint64, error) {
+func (db *memDB) CountVisible(ctx context.Context, f viswals.Filter, afterID int64, snap viswals.Snapshot) (int64, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	var n int64
+	for _, r := range db.rows {
+		if r.user.ID > afterID && matchFilter(f, r.user) && snap.Visible(r.xid) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Changes returns the changes of the users that match f, and those whose
+// names before matched: a superset of the changes a stream of f uses
+// (what Store.Changes promises).
+func (db *memDB) Changes(ctx context.Context, f viswals.Filter, after viswals.Pos, limit int, fn func(viswals.Change) error) (uint64, error) {
 	db.mu.Lock()
 	db.changesCalls++
 	if db.changesErr != nil {
@@ -168,30 +189,26 @@ func (db *memDB) Changes(ctx context.Context, f viswals.Filter, after viswals.Po
 		return 0, db.changesErr
 	}
 	horizon := db.snapshotLocked().Xmin
-	type ch struct {
-		pos viswals.Pos
-		u   viswals.SealedUser
-	}
-	var out []ch
+	var out []viswals.Change
 	for _, r := range db.rows {
 		p := viswals.Pos{Xid: r.xid, ID: r.user.ID}
-		if after.Less(p) && r.xid < horizon && matchFilter(f, r.user) {
-			out = append(out, ch{p, r.user})
+		if after.Less(p) && r.xid < horizon && (matchFilter(f, r.user) || r.before.Exists) {
+			out = append(out, viswals.Change{Pos: p, User: r.user, Before: r.before})
 		}
 	}
 	db.mu.Unlock()
-	slices.SortFunc(out, func(a, b ch) int {
-		if a.pos.Less(b.pos) {
+	slices.SortFunc(out, func(a, b viswals.Change) int {
+		if a.Pos.Less(b.Pos) {
 			return -1
 		}
-		if b.pos.Less(a.pos) {
+		if b.Pos.Less(a.Pos) {
 			return 1
 		}
 		return 0
 	})
 	out = out[:min(limit, len(out))]
 	for _, c := range out {
-		if err := fn(c.pos, c.u); err != nil {
+		if err := fn(c); err != nil {
 			return 0, err
 		}
 	}

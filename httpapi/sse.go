@@ -15,9 +15,11 @@ import (
 )
 
 // GET /users/sse writes a changefeed stream (see the changefeed package)
-// as Server-Sent Events: each user as "event: user", with the stream's
-// cursor after it as the event id, from which a client resumes
-// (Last-Event-ID) on any API process.
+// as Server-Sent Events: first "event: snapshot" with the snapshot's size,
+// then each user as "event: user", "event: live" when the snapshot is
+// sent, and later "event: leave" for a user that no longer matches. Users,
+// leaves and live carry the stream's cursor after them as the event id,
+// from which a client resumes (Last-Event-ID) on any API process.
 
 // SSEOptions tune the streams; zero values take the defaults.
 type SSEOptions struct {
@@ -59,7 +61,8 @@ func (o *SSEOptions) defaults() {
 // streams open it is most of their memory.
 const sseBufferSize = 4 << 10
 
-// errLimit ends a stream that has sent the number of users asked for.
+// errLimit ends a stream that has sent the number of users and leaves
+// asked for.
 var errLimit = errors.New("limit reached")
 
 func handleSSE(feed *changefeed.Hub, keys Opener, cursorKey []byte, opts SSEOptions, log *slog.Logger, m *metrics, audit func(*http.Request, int)) http.Handler {
@@ -94,7 +97,7 @@ func handleSSE(feed *changefeed.Hub, keys Opener, cursorKey []byte, opts SSEOpti
 		}
 		s.render = s.renderUser
 		// One audit line for the whole stream, when it ends.
-		defer func() { audit(r, s.sent) }()
+		defer func() { audit(r, s.users) }()
 		if err := s.run(ctx); err != nil && !errors.Is(err, errLimit) && ctx.Err() == nil {
 			// The reply is a 200 already; the client reconnects and resumes.
 			log.LogAttrs(ctx, slog.LevelWarn, "sse stream ended", slog.String("err", err.Error()))
@@ -115,7 +118,8 @@ type sseWriter struct {
 	render  func([]byte, *viswals.SealedUser) ([]byte, error) // renderUser, bound once
 
 	role        auth.Role // what the stream's principal may see
-	limit, sent int
+	limit, sent int       // users and leaves, limited
+	users       int       // users sent, audited
 }
 
 func (s *sseWriter) run(ctx context.Context) error {
@@ -187,22 +191,45 @@ func (s *sseWriter) renderUser(dst []byte, u *viswals.SealedUser) ([]byte, error
 	return appendUser(dst, &user), nil
 }
 
-// event writes one user event whose id is the cursor after it.
+// event writes one event; all but the snapshot's carry the cursor after
+// them as their id. Users and leaves count towards the limit.
 func (s *sseWriter) event(e *changefeed.Event) error {
-	view := 0 // the renderings of the ring are shared by the streams of one view
-	if !s.role.SeesEmails() {
-		view = 1
-	}
-	data, err := s.stream.Render(e, view, s.render)
-	if err != nil {
+	switch e.Kind {
+	case changefeed.EventSnapshot:
+		s.bw.WriteString("event: snapshot\ndata: {\"size\":")
+		s.bw.Write(strconv.AppendInt(s.bw.AvailableBuffer(), e.Size, 10))
+		_, err := s.bw.WriteString("}\n\n")
 		return err
-	}
-	s.bw.WriteString("event: user\nid: ")
-	s.bw.Write(s.stream.AppendID(s.bw.AvailableBuffer(), e, s.codec))
-	s.bw.WriteString("\ndata: ")
-	s.bw.Write(data)
-	if _, err := s.bw.WriteString("\n\n"); err != nil {
+	case changefeed.EventLive:
+		s.bw.WriteString("event: live\nid: ")
+		s.bw.Write(s.stream.AppendID(s.bw.AvailableBuffer(), e, s.codec))
+		_, err := s.bw.WriteString("\ndata: {}\n\n")
 		return err
+	case changefeed.EventLeave:
+		s.bw.WriteString("event: leave\nid: ")
+		s.bw.Write(s.stream.AppendID(s.bw.AvailableBuffer(), e, s.codec))
+		s.bw.WriteString("\ndata: {\"id\":")
+		s.bw.Write(strconv.AppendInt(s.bw.AvailableBuffer(), e.User.ID, 10))
+		if _, err := s.bw.WriteString("}\n\n"); err != nil {
+			return err
+		}
+	default:
+		view := 0 // the renderings of the ring are shared by the streams of one view
+		if !s.role.SeesEmails() {
+			view = 1
+		}
+		data, err := s.stream.Render(e, view, s.render)
+		if err != nil {
+			return err
+		}
+		s.bw.WriteString("event: user\nid: ")
+		s.bw.Write(s.stream.AppendID(s.bw.AvailableBuffer(), e, s.codec))
+		s.bw.WriteString("\ndata: ")
+		s.bw.Write(data)
+		if _, err := s.bw.WriteString("\n\n"); err != nil {
+			return err
+		}
+		s.users++
 	}
 	s.metrics.sseEvents.Inc()
 	s.sent++

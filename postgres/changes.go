@@ -2,9 +2,12 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/viswals/viswals"
 )
@@ -96,51 +99,103 @@ func (s *Store) CurrentSnapshot(ctx context.Context) (viswals.Snapshot, error) {
 	return snap, nil
 }
 
-// Changes calls fn for the users matching f whose position is after
-// `after` and below the horizon, in position order, at most limit users.
+// Changes calls fn for the changes whose position is after `after` and
+// below the horizon, in position order, at most limit changes. With a
+// filter f it returns at least those a stream of f needs: the users that
+// match f now, and those that may have matched it before the change (their
+// names before matched, or the state before is one the reader never saw,
+// being after `after`); the stream decides which of these leave it.
 // The horizon is the xmin of the current snapshot: every change below it
 // is committed and none can appear there later, so a page of fewer than
-// limit users means every matching change before the horizon was
+// limit changes means every wanted change before the horizon was
 // delivered, and the caller may wait for more (see Listen). Such a caller
 // should then move its position up to viswals.Pos{Xid: horizon} if that
 // is further: with a filter, changes that do not match are otherwise scanned
 // again by every call. An error from fn stops the walk and is returned as
 // it is.
-func (s *Store) Changes(ctx context.Context, f viswals.Filter, after viswals.Pos, limit int, fn func(viswals.Pos, viswals.SealedUser) error) (horizon uint64, err error) {
+func (s *Store) Changes(ctx context.Context, f viswals.Filter, after viswals.Pos, limit int, fn func(viswals.Change) error) (horizon uint64, err error) {
 	if limit < 1 {
 		return 0, invalidf("changes: limit must be >= 1, got %d", limit)
 	}
 	if err := f.Validate(); err != nil {
 		return 0, err
 	}
-	// The horizon is read in its own statement and passed to the next one:
-	// every transaction below it finished before that statement starts, so
-	// its snapshot sees all their rows; and the horizon is exact.
-	if err := s.pool.QueryRow(ctx, "SELECT pg_snapshot_xmin(pg_current_snapshot())").Scan(&horizon); err != nil {
-		return 0, classify("changes: horizon", err)
-	}
-	names, args := nameConditions(f, []any{after.Xid, after.ID, horizon, limit})
-	sql := "SELECT changed_xid, " + userColumns + ` FROM users
+	// One snapshot for the whole read (REPEATABLE READ): its xmin is the
+	// horizon, and every transaction below it is visible in it.
+	//
+	// A row's older version is gone once a newer one is written, so a
+	// reader moving past the older position while the newer version is
+	// still above the horizon would never see that state, and could not
+	// tell (from the row's before_ columns) whether it showed the user.
+	// The horizon is therefore lowered to the before_changed_xid of any
+	// such row: the reader waits there until the newer version is
+	// readable. See changefeed's leave events.
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+SELECT least(h.xmin, (SELECT min(before_changed_xid) FROM users
+	WHERE changed_xid >= h.xmin AND before_changed_xid >= $1::xid8 AND before_changed_xid < h.xmin))
+FROM h`, after.Xid).Scan(&horizon); err != nil {
+			return fmt.Errorf("horizon: %w", err)
+		}
+		names, args := changeConditions(f, []any{after.Xid, after.ID, horizon, limit})
+		sql := "SELECT changed_xid, before_changed_xid, before_first_name_lc, before_last_name_lc, " + userColumns + ` FROM users
 WHERE (changed_xid, id) > ($1::xid8, $2) AND changed_xid < $3::xid8` + names + `
 ORDER BY changed_xid, id LIMIT $4`
-
-	rows, err := s.pool.Query(ctx, sql, args...)
+		rows, err := tx.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c viswals.Change
+			var beforeXid *uint64
+			var beforeFirst, beforeLast *string
+			if err := scanUser(rows, &c.User, &c.Pos.Xid, &beforeXid, &beforeFirst, &beforeLast); err != nil {
+				return err
+			}
+			c.Pos.ID = c.User.ID
+			if beforeXid != nil && beforeFirst != nil && beforeLast != nil {
+				c.Before = viswals.Before{Exists: true, Xid: *beforeXid, FirstFolded: *beforeFirst, LastFolded: *beforeLast}
+			}
+			if err := fn(c); err != nil {
+				return errStop{err}
+			}
+		}
+		return rows.Err()
+	})
+	var stop errStop
+	if errors.As(err, &stop) {
+		return 0, stop.err
+	}
 	if err != nil {
 		return 0, classify("changes", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var u viswals.SealedUser
-		var xid uint64
-		if err := scanUser(rows, &u, &xid); err != nil {
-			return 0, classify("changes", err)
-		}
-		if err := fn(viswals.Pos{Xid: xid, ID: u.ID}, u); err != nil {
-			return 0, err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return 0, classify("changes", err)
-	}
 	return horizon, nil
+}
+
+// errStop carries fn's error out of the transaction unclassified.
+type errStop struct{ err error }
+
+func (e errStop) Error() string { return e.err.Error() }
+
+// changeConditions returns the condition (" AND ...") of the changes a
+// stream of f needs (see Changes), and args with the folded prefixes
+// appended; $1 and $2 must be the position after which it reads.
+func changeConditions(f viswals.Filter, args []any) (string, []any) {
+	var now, before []string
+	for _, c := range []struct{ column, prefix string }{
+		{"first_name_lc", f.FirstName},
+		{"last_name_lc", f.LastName},
+	} {
+		if c.prefix != "" {
+			args = append(args, viswals.Fold(c.prefix))
+			now = append(now, fmt.Sprintf("%s ^@ $%d", c.column, len(args)))
+			before = append(before, fmt.Sprintf("before_%s ^@ $%d", c.column, len(args)))
+		}
+	}
+	if len(now) == 0 {
+		return "", args
+	}
+	return " AND ((" + strings.Join(now, " AND ") + ") OR (before_changed_xid IS NOT NULL AND ((" +
+		strings.Join(before, " AND ") + ") OR (before_changed_xid, id) > ($1::xid8, $2))))", args
 }

@@ -14,8 +14,9 @@ import (
 )
 
 type change struct {
-	pos viswals.Pos
-	u   viswals.SealedUser
+	pos    viswals.Pos
+	u      viswals.SealedUser
+	before viswals.Before
 }
 
 // changesFrom reads every available change after pos, limit at a time.
@@ -23,10 +24,11 @@ func changesFrom(t *testing.T, s *postgres.Store, f viswals.Filter, pos viswals.
 	t.Helper()
 	for {
 		n := 0
-		h, err := s.Changes(context.Background(), f, pos, limit, func(p viswals.Pos, u viswals.SealedUser) error {
+		h, err := s.Changes(context.Background(), f, pos, limit, func(c viswals.Change) error {
+			p := c.Pos
 			require.True(t, pos.Less(p), "position %v not after %v", p, pos)
 			require.Less(t, p.Xid, uint64(1)<<62)
-			got = append(got, change{p, u})
+			got = append(got, change{p, c.User, c.Before})
 			pos = p
 			n++
 			return nil

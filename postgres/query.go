@@ -135,3 +135,20 @@ func nameConditions(f viswals.Filter, args []any) (string, []any) {
 	}
 	return conds, args
 }
+
+// CountVisible returns how many users ListVisible would call fn for from
+// afterID on, with no limit: the size of a changefeed stream's snapshot
+// phase, announced before it. A user changed while the snapshot is sent
+// moves to the live phase, so the phase may send fewer.
+func (s *Store) CountVisible(ctx context.Context, f viswals.Filter, afterID int64, snap viswals.Snapshot) (int64, error) {
+	if err := f.Validate(); err != nil {
+		return 0, err
+	}
+	names, args := nameConditions(f, []any{afterID, snapshotText(snap)})
+	var n int64
+	err := s.pool.QueryRow(ctx, "SELECT count(*) FROM users WHERE id > $1 AND pg_visible_in_snapshot(changed_xid, $2::text::pg_snapshot)"+names, args...).Scan(&n)
+	if err != nil {
+		return 0, classify("count users", err)
+	}
+	return n, nil
+}

@@ -149,7 +149,9 @@ var insertColumns = []string{
 
 // onConflict applies a newer version of an existing row (rules in
 // UpsertBatch): everything is set, but when sameContent holds the stored
-// ciphertext and changefeed position are kept. RETURNING tells which rows
+// ciphertext and changefeed position are kept; otherwise the row's folded
+// names and position move to the before_ columns (the changefeed's leave
+// events read them). RETURNING tells which rows
 // got new content: those stamped with this transaction's id.
 const onConflict = `
 ON CONFLICT (id) DO UPDATE SET
@@ -165,7 +167,10 @@ ON CONFLICT (id) DO UPDATE SET
 	version_load = EXCLUDED.version_load,
 	version_line = EXCLUDED.version_line,
 	email_address = CASE WHEN ` + sameContent + ` THEN u.email_address ELSE EXCLUDED.email_address END,
-	changed_xid = CASE WHEN ` + sameContent + ` THEN u.changed_xid ELSE EXCLUDED.changed_xid END
+	changed_xid = CASE WHEN ` + sameContent + ` THEN u.changed_xid ELSE EXCLUDED.changed_xid END,
+	before_first_name_lc = CASE WHEN ` + sameContent + ` THEN u.before_first_name_lc ELSE u.first_name_lc END,
+	before_last_name_lc = CASE WHEN ` + sameContent + ` THEN u.before_last_name_lc ELSE u.last_name_lc END,
+	before_changed_xid = CASE WHEN ` + sameContent + ` THEN u.before_changed_xid ELSE u.changed_xid END
 WHERE (u.version_load, u.version_line) < (EXCLUDED.version_load, EXCLUDED.version_line)
 RETURNING id, changed_xid = pg_current_xact_id()`
 

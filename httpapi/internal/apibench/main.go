@@ -167,7 +167,11 @@ func (noFeed) ListVisible(context.Context, viswals.Filter, int64, int, viswals.S
 	return errNoFeed
 }
 
-func (noFeed) Changes(context.Context, viswals.Filter, viswals.Pos, int, func(viswals.Pos, viswals.SealedUser) error) (uint64, error) {
+func (noFeed) CountVisible(context.Context, viswals.Filter, int64, viswals.Snapshot) (int64, error) {
+	return 0, errNoFeed
+}
+
+func (noFeed) Changes(context.Context, viswals.Filter, viswals.Pos, int, func(viswals.Change) error) (uint64, error) {
 	return 0, errNoFeed
 }
 

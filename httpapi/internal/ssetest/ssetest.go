@@ -35,9 +35,15 @@ type User struct {
 	ParentUserID *int64  `json:"parent_user_id"`
 }
 
-// Client is one open stream.
+// Client is one open stream. The markers of its phases (snapshot, live)
+// are skipped by the methods that look for changes, and recorded.
 type Client struct {
-	Resp   *http.Response
+	Resp *http.Response
+	// Snapshots holds the sizes the snapshot events announced and Lives
+	// the ids of the live events, as far as the client has read.
+	Snapshots []int64
+	Lives     []string
+
 	events chan Event
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -132,26 +138,88 @@ func (c *Client) Next(t testing.TB) (ev Event, ok bool) {
 	}
 }
 
-// NextUser skips comments and returns the next user event and its id.
-func (c *Client) NextUser(t testing.TB) (User, string) {
+// marker records ev if it is a phase marker, and reports whether it was
+// (or a comment).
+func (c *Client) marker(t testing.TB, ev Event) bool {
+	t.Helper()
+	switch ev.Event {
+	case "":
+		return true
+	case "snapshot":
+		var s struct {
+			Size *int64 `json:"size"`
+		}
+		if err := json.Unmarshal([]byte(ev.Data), &s); err != nil || s.Size == nil || ev.ID != "" {
+			t.Fatalf("snapshot event %+v: want {\"size\":N} and no id", ev)
+		}
+		c.Snapshots = append(c.Snapshots, *s.Size)
+		return true
+	case "live":
+		if ev.ID == "" {
+			t.Fatalf("live event %+v without an id", ev)
+		}
+		c.Lives = append(c.Lives, ev.ID)
+		return true
+	}
+	return false
+}
+
+// NextChange skips comments and markers and returns the next user or
+// leave event: its kind, the user (only the id for a leave) and its id.
+func (c *Client) NextChange(t testing.TB) (kind string, u User, id string) {
 	t.Helper()
 	for {
 		ev, ok := c.Next(t)
 		if !ok {
-			t.Fatalf("stream ended (%v), want a user", c.Err())
+			t.Fatalf("stream ended (%v), want a user or a leave", c.Err())
 		}
-		if ev.Event == "" {
+		if c.marker(t, ev) {
 			continue
 		}
-		if ev.Event != "user" || ev.ID == "" {
-			t.Fatalf("event %+v, want a user event with an id", ev)
+		if (ev.Event != "user" && ev.Event != "leave") || ev.ID == "" {
+			t.Fatalf("event %+v, want a user or leave event with an id", ev)
+		}
+		if err := json.Unmarshal([]byte(ev.Data), &u); err != nil || u.ID == 0 {
+			t.Fatalf("event data %q: %v", ev.Data, err)
+		}
+		return ev.Event, u, ev.ID
+	}
+}
+
+// NextUser skips comments and markers and returns the next user event
+// and its id.
+func (c *Client) NextUser(t testing.TB) (User, string) {
+	t.Helper()
+	kind, u, id := c.NextChange(t)
+	if kind != "user" {
+		t.Fatalf("%s event for user %d, want a user event", kind, u.ID)
+	}
+	return u, id
+}
+
+// UntilLive skips comments and user events up to the live event and
+// returns the ids of the users it skipped.
+func (c *Client) UntilLive(t testing.TB) []int64 {
+	t.Helper()
+	var ids []int64
+	for lives := len(c.Lives); len(c.Lives) == lives; {
+		ev, ok := c.Next(t)
+		if !ok {
+			t.Fatalf("stream ended (%v), want a live event", c.Err())
+		}
+		if c.marker(t, ev) {
+			continue
+		}
+		if ev.Event != "user" {
+			t.Fatalf("event %+v before the live event", ev)
 		}
 		var u User
 		if err := json.Unmarshal([]byte(ev.Data), &u); err != nil {
 			t.Fatalf("event data %q: %v", ev.Data, err)
 		}
-		return u, ev.ID
+		ids = append(ids, u.ID)
 	}
+	return ids
 }
 
 // Users reads n user events and returns their ids and the last event id.
@@ -167,7 +235,7 @@ func (c *Client) Users(t testing.TB, n int) ([]int64, string) {
 	return ids, last
 }
 
-// Quiet asserts that no user event arrives within d. It only shows that
+// Quiet asserts that no user or leave event arrives within d. It only shows that
 // something does not happen; it is never a wait for something that does.
 func (c *Client) Quiet(t testing.TB, d time.Duration) {
 	t.Helper()
@@ -178,7 +246,7 @@ func (c *Client) Quiet(t testing.TB, d time.Duration) {
 			if !ok {
 				return
 			}
-			if ev.Event != "" {
+			if !c.marker(t, ev) {
 				t.Fatalf("unexpected event %+v", ev)
 			}
 		case <-timeout:
@@ -187,8 +255,8 @@ func (c *Client) Quiet(t testing.TB, d time.Duration) {
 	}
 }
 
-// Ended waits for the server to end the stream, failing on any user
-// event before the end.
+// Ended waits for the server to end the stream, failing on any user or
+// leave event before the end.
 func (c *Client) Ended(t testing.TB) {
 	t.Helper()
 	timeout := time.After(Wait)
@@ -198,7 +266,7 @@ func (c *Client) Ended(t testing.TB) {
 			if !ok {
 				return
 			}
-			if ev.Event != "" {
+			if !c.marker(t, ev) {
 				t.Fatalf("event %+v before the end", ev)
 			}
 		case <-timeout:
