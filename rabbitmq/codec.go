@@ -23,9 +23,11 @@ const (
 
 // Bounds on what Decode accepts, so that one hostile or broken message
 // cannot exhaust the consumer's memory. Encode refuses to produce anything
-// Decode would refuse.
+// Decode would refuse. MaxBodyBytes is also the broker's max_message_size
+// in the compose file: only the broker can refuse a body before the
+// consumer holds it (see docs/security.md).
 const (
-	MaxBodyBytes    = 64 << 20
+	MaxBodyBytes    = 16 << 20
 	MaxBatchRecords = 100_000
 )
 

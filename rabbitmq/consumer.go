@@ -88,6 +88,9 @@ type ConsumerOptions struct {
 	// OnDeadLetter, when set, is called for every message the consumer
 	// dead-letters (for metrics).
 	OnDeadLetter func()
+	// MaxBodyBytes bounds a delivery's body (default MaxBodyBytes): a
+	// larger one is dead-lettered before the handler sees it.
+	MaxBodyBytes int
 }
 
 func (o ConsumerOptions) withDefaults() ConsumerOptions {
@@ -108,6 +111,9 @@ func (o ConsumerOptions) withDefaults() ConsumerOptions {
 	}
 	if o.OnDeadLetter == nil {
 		o.OnDeadLetter = func() {}
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = MaxBodyBytes
 	}
 	return o
 }
@@ -345,6 +351,13 @@ func (c *Consumer) call(ctx context.Context, handle Handler, d amqp.Delivery) (o
 			out = DeadLetter{Reason: fmt.Sprintf("handler panicked: %v", p)}
 		}
 	}()
+	// The client library has read the whole body by now: only the
+	// broker's max_message_size keeps a larger one off this process. This
+	// check keeps it from the handler (decoding would cost more again).
+	if len(d.Body) > c.opts.MaxBodyBytes {
+		c.log.Warn("dead-lettering an oversized message unread", "message_id", d.MessageId, "bytes", len(d.Body), "limit", c.opts.MaxBodyBytes)
+		return DeadLetter{Reason: fmt.Sprintf("oversized: body of %d bytes exceeds the limit of %d; not read", len(d.Body), c.opts.MaxBodyBytes)}
+	}
 	out = handle(ctx, Delivery{
 		Body:        d.Body,
 		ContentType: d.ContentType,

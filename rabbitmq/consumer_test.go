@@ -456,3 +456,39 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	assert.Contains(t, reasons["unknown-type"], `unknown content type "text/csv"`)
 	assert.Contains(t, reasons["no-type"], `unknown content type ""`)
 }
+
+// A delivery over MaxBodyBytes is dead-lettered, whole and with the
+// reason, without the handler ever seeing it; the others are handled.
+func TestConsumerDeadLettersOversizedDeliveries(t *testing.T) {
+	t.Parallel()
+	url, queue := rmqtest.NewQueue(t)
+	declare(t, url, queue)
+	big := make([]byte, 1001)
+	rmqtest.Publish(t, url, queue,
+		amqp.Publishing{Body: big, ContentType: rabbitmq.ContentTypeGob, MessageId: "big"},
+		amqp.Publishing{Body: big[:1000], ContentType: rabbitmq.ContentTypeGob, MessageId: "at-the-limit"},
+	)
+	var mu sync.Mutex
+	var handled []string
+	c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{MaxBodyBytes: 1000})
+	stop := runConsumer(t, c, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
+		mu.Lock()
+		defer mu.Unlock()
+		handled = append(handled, d.MessageID)
+		return rabbitmq.Ack{}
+	})
+	rmqtest.WaitMessages(t, url, rabbitmq.DLQName(queue), 1, waitTimeout)
+	wait.For(t, waitTimeout, "the message at the limit to be handled", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(handled) > 0, fmt.Sprint(handled)
+	})
+	require.NoError(t, stop())
+	assert.Equal(t, []string{"at-the-limit"}, handled)
+
+	d, ok := rmqtest.Get(t, url, rabbitmq.DLQName(queue))
+	require.True(t, ok)
+	assert.Equal(t, "big", d.MessageId)
+	assert.Len(t, d.Body, 1001, "dead-lettered whole")
+	assert.Equal(t, "oversized: body of 1001 bytes exceeds the limit of 1000; not read", d.Headers[rabbitmq.HeaderDeathReason])
+}

@@ -39,7 +39,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 	if rejectsPath == "" {
 		rejectsPath = defaultRejectsPath(cfg.Input)
 	}
-	rejectsFile, err := os.Create(rejectsPath)
+	rejectsFile, err := createPrivate(rejectsPath)
 	if err != nil {
 		return fmt.Errorf("create rejects file: %w", err)
 	}
@@ -97,6 +97,21 @@ func openInput(path string, stdin io.Reader) (io.ReadCloser, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open input: %w", err)
+	}
+	return f, nil
+}
+
+// createPrivate creates or truncates the file at path, readable and
+// writable by its owner only: rejected rows hold emails. A file that
+// existed with wider permissions is narrowed too.
+func createPrivate(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return nil, err
 	}
 	return f, nil
 }

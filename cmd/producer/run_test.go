@@ -116,6 +116,28 @@ func TestStdinAndRejectsFlag(t *testing.T) {
 	assert.Contains(t, string(b), `3,"id: ""zz"" is not an integer"`)
 }
 
+// Rejected rows hold emails: the rejects file is the owner's only, also
+// when it existed before with wider permissions.
+func TestRejectsFileIsPrivate(t *testing.T) {
+	t.Parallel()
+	url, queue := rmqtest.NewQueue(t)
+	dir := t.TempDir()
+	fresh, existing := filepath.Join(dir, "fresh.csv"), filepath.Join(dir, "existing.csv")
+	require.NoError(t, os.WriteFile(existing, []byte("old"), 0o644))
+	require.NoError(t, os.Chmod(existing, 0o644)) // whatever the umask
+	for _, path := range []string{fresh, existing} {
+		_, stderr, err := runProducer(t, map[string]string{"RABBITMQ_CONN_URL": url, "RABBITMQ_QUEUE_NAME": queue},
+			header+"zz,a,b,a@b.c,1,-1,-1,-1\n", "--rejects", path, "-")
+		require.NoError(t, err, stderr)
+		fi, err := os.Stat(path)
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "%s", filepath.Base(path))
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		assert.Contains(t, string(b), "a@b.c")
+	}
+}
+
 func TestDefaultRejectsPath(t *testing.T) {
 	t.Parallel()
 	assert.Equal(t, "data/users.rejects.csv", defaultRejectsPath("data/users.csv"))
