@@ -12,6 +12,11 @@ const (
 	ENOTFOUND    = "not_found"   // the thing asked for does not exist
 	EUNAVAILABLE = "unavailable" // a dependency is down; retrying may help
 	EINTERNAL    = "internal"    // a bug or an unexpected failure
+	// EINTEGRITY: stored data failed its integrity check (a sealed email
+	// that does not open: unknown key, tampered, or moved from another
+	// row). A server-side fault, but one the caller is told about: the
+	// data is not served, and retrying will not help.
+	EINTEGRITY = "integrity"
 
 	// EUNAUTHENTICATED: no credentials, or credentials that are malformed,
 	// unknown, revoked or expired. The caller may try again with others.

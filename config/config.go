@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/joho/godotenv"
+
+	"github.com/viswals/viswals/emailcrypt"
 )
 
 // Defaults point at the services on localhost with their stock credentials.
@@ -88,6 +90,30 @@ func (s *set) URL(p *string, flagName, envName, def, usage string) {
 	*p = s.secretEnv(envName, def)
 	s.fs.Var(hidden{p: p, show: RedactURL}, flagName, usage+secretHint(envName))
 	s.urls = append(s.urls, namedURL{name: envName, p: p})
+}
+
+// EncryptionKeys are the settings of the email encryption keys: one key,
+// or a list whose first key seals. Keyring makes them a keyring; every
+// program that seals or opens emails takes them so.
+type EncryptionKeys struct {
+	EncryptionKey  string // ENCRYPTION_KEY: one key, id v1
+	EncryptionKeys string // ENCRYPTION_KEYS: id:key,id:key, the primary first
+}
+
+// Keyring returns the keyring of the settings, or an error that names the
+// setting at fault (ErrUsage) and holds no key material.
+func (k EncryptionKeys) Keyring() (*emailcrypt.Keyring, error) {
+	ring, err := emailcrypt.ParseKeyring(k.EncryptionKey, k.EncryptionKeys)
+	if err != nil {
+		return nil, usageError(err)
+	}
+	return ring, nil
+}
+
+// encryptionKeys registers the key settings.
+func (s *set) encryptionKeys(k *EncryptionKeys) {
+	s.Secret(&k.EncryptionKey, "encryption-key", "ENCRYPTION_KEY", "", "`key`: 32 random bytes, base64 or hex (openssl rand -base64 32); this or ENCRYPTION_KEYS is required")
+	s.Secret(&k.EncryptionKeys, "encryption-keys", "ENCRYPTION_KEYS", "", "`id:key,id:key`: several keys for rotation; the first seals, all open (see docs/security.md)")
 }
 
 // FileSuffix names the variable that holds the path of a file with a

@@ -13,12 +13,12 @@ import (
 
 // Consumer holds the consumer's settings (ingestion and the HTTP API).
 type Consumer struct {
-	PostgresURL    string
-	RedisURL       string
-	RabbitURL      string
-	Queue          string
-	Addr           string // CONSUMER_PORT, normalised to host:port
-	EncryptionKey  string
+	PostgresURL string
+	RedisURL    string
+	RabbitURL   string
+	Queue       string
+	Addr        string // CONSUMER_PORT, normalised to host:port
+	EncryptionKeys
 	SigningKey     string // INGEST_SIGNING_KEY; "": messages are not verified
 	MaxVersionSkew time.Duration
 	LogLevel       string
@@ -80,7 +80,7 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 	s.URL(&c.RabbitURL, "rabbitmq-url", "RABBITMQ_CONN_URL", DefaultRabbitURL, "RabbitMQ `URL`")
 	s.String(&c.Queue, "queue", "RABBITMQ_QUEUE_NAME", DefaultQueue, "queue to consume")
 	s.String(&c.Addr, "addr", "CONSUMER_PORT", DefaultConsumerAddr, "HTTP listen address: host:port; a bare port listens on 127.0.0.1, :port on every interface")
-	s.Secret(&c.EncryptionKey, "encryption-key", "ENCRYPTION_KEY", "", "`key`: 32 random bytes, base64 or hex (openssl rand -base64 32); required")
+	s.encryptionKeys(&c.EncryptionKeys)
 	s.Secret(&c.SigningKey, "signing-key", "INGEST_SIGNING_KEY", "", "`key` the producer signs messages with (HMAC-SHA256, at least 32 bytes: openssl rand -base64 32); when set, unsigned or badly signed messages are dead-lettered unread")
 	s.Duration(&c.MaxVersionSkew, "max-version-skew", "INGEST_MAX_VERSION_SKEW", viswals.DefaultMaxVersionSkew, "records whose version (the producer's start time) is further than this in the future are dead-lettered")
 	s.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")

@@ -24,28 +24,85 @@ const howToMakeKey = "generate one with: openssl rand -base64 32"
 // weakness). Errors say what is wrong and how to make a key; they never
 // contain the key itself.
 func ParseKey(s string) ([]byte, error) {
+	return parseKey("ENCRYPTION_KEY", s)
+}
+
+// parseKey is ParseKey for the setting called name in errors.
+func parseKey(name, s string) ([]byte, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return nil, keyError("ENCRYPTION_KEY is not set")
+		return nil, keyError("%s is not set", name)
 	}
-	key, encoding, err := decodeKey(s)
+	key, encoding, err := decodeKey(name, s)
 	if err != nil {
 		return nil, err
 	}
 	if len(key) != KeySize {
-		return nil, keyError("ENCRYPTION_KEY decodes (as %s) to %d bytes, it must be exactly %d", encoding, len(key), KeySize)
+		return nil, keyError("%s decodes (as %s) to %d bytes, it must be exactly %d", name, encoding, len(key), KeySize)
 	}
 	if why := weakness(key); why != "" {
-		return nil, keyError("ENCRYPTION_KEY is weak: %s", why)
+		return nil, keyError("%s is weak: %s", name, why)
 	}
 	return key, nil
+}
+
+// ParseKeyring builds the Keyring of the settings: ENCRYPTION_KEYS, a
+// comma-separated list of id:key entries whose first is the primary (it
+// seals; the others only open), or ENCRYPTION_KEY, one key, which gets
+// the id DefaultKeyID (the id earlier releases sealed with, so their
+// emails keep opening). Exactly one of the two must be set. Errors name
+// the setting, the entry's position and its id, never key material.
+func ParseKeyring(key, keys string) (*Keyring, error) {
+	key, keys = strings.TrimSpace(key), strings.TrimSpace(keys)
+	switch {
+	case key != "" && keys != "":
+		return nil, viswals.Errorf(viswals.EINVALID, "both ENCRYPTION_KEY and ENCRYPTION_KEYS are set; set one (ENCRYPTION_KEY=K is ENCRYPTION_KEYS=%s:K)", DefaultKeyID)
+	case key == "" && keys == "":
+		return nil, keyError("neither ENCRYPTION_KEY nor ENCRYPTION_KEYS is set")
+	case keys == "":
+		k, err := ParseKey(key)
+		if err != nil {
+			return nil, err
+		}
+		return New(k)
+	}
+	ring := map[string][]byte{}
+	at := map[string]int{} // entry number of each id
+	primary := ""
+	for i, entry := range strings.Split(keys, ",") {
+		n := i + 1
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			return nil, keyError("ENCRYPTION_KEYS entry %d is empty; write id:key,id:key with the primary first", n)
+		}
+		id, secret, ok := strings.Cut(entry, ":")
+		id = strings.TrimSpace(id)
+		switch {
+		case !ok:
+			return nil, keyError("ENCRYPTION_KEYS entry %d has no id; write id:key, e.g. k2:KEY", n)
+		case !validKeyID(id):
+			// Not echoed: a key pasted in the wrong place could be the "id".
+			return nil, viswals.Errorf(viswals.EINVALID, "ENCRYPTION_KEYS entry %d: the key id must be 1 to %d ASCII letters or digits", n, maxKeyIDLen)
+		case at[id] != 0:
+			return nil, viswals.Errorf(viswals.EINVALID, "ENCRYPTION_KEYS: key id %q appears twice (entries %d and %d); each id names one key", id, at[id], n)
+		}
+		k, err := parseKey(fmt.Sprintf("ENCRYPTION_KEYS entry %d (id %q)", n, id), secret)
+		if err != nil {
+			return nil, err
+		}
+		ring[id], at[id] = k, n
+		if primary == "" {
+			primary = id
+		}
+	}
+	return NewKeyring(primary, ring)
 }
 
 // decodeKey returns the decoded bytes and the name of the encoding found.
 // A string of only hex digits is read as hex: such strings are also valid
 // base64, but a random base64 key is all hex digits with probability
 // (22/64)^43 ≈ 1e-20, while a hex key always is.
-func decodeKey(s string) ([]byte, string, error) {
+func decodeKey(name, s string) ([]byte, string, error) {
 	if isHex(s) {
 		if len(s)%2 == 0 {
 			key, _ := hex.DecodeString(s) // cannot fail: even length, hex digits only
@@ -56,10 +113,10 @@ func decodeKey(s string) ([]byte, string, error) {
 		if key, err := base64.RawStdEncoding.DecodeString(s); err == nil && len(key) == KeySize {
 			return key, "base64", nil
 		}
-		return nil, "", keyError("ENCRYPTION_KEY has an odd number of hex digits (%d), a key is %d", len(s), 2*KeySize)
+		return nil, "", keyError("%s has an odd number of hex digits (%d), a key is %d", name, len(s), 2*KeySize)
 	}
 	if len(s) == 2*KeySize {
-		return nil, "", keyError("ENCRYPTION_KEY is %d characters like a hex key, but not all are hex digits", len(s))
+		return nil, "", keyError("%s is %d characters like a hex key, but not all are hex digits", name, len(s))
 	}
 	// Padding tells the padded and raw encodings apart, the alphabet tells
 	// standard from URL: at most one of these can succeed on a key.
@@ -71,7 +128,7 @@ func decodeKey(s string) ([]byte, string, error) {
 			return key, "base64", nil
 		}
 	}
-	return nil, "", keyError("ENCRYPTION_KEY is neither base64 nor 64 hex digits")
+	return nil, "", keyError("%s is neither base64 nor 64 hex digits", name)
 }
 
 func isHex(s string) bool {

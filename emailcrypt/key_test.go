@@ -93,3 +93,78 @@ func TestParseKeyAcceptsRandomKeys(t *testing.T) {
 		require.NoError(t, err)
 	}
 }
+
+func TestParseKeyring(t *testing.T) {
+	t.Parallel()
+	k1 := base64.StdEncoding.EncodeToString(testKey)
+	k2 := hex.EncodeToString(otherKey())
+	short := base64.StdEncoding.EncodeToString(testKey[:16])
+	ok := []struct {
+		name, key, keys string
+		primary         string
+		ids             []string
+	}{
+		{"one key", k1, "", "v1", []string{"v1"}},
+		{"one key, file line end", k1 + "\n", "", "v1", []string{"v1"}},
+		{"list", "", "k2:" + k2 + ", v1:" + k1, "k2", []string{"k2", "v1"}},
+		{"list of one", "", "only:" + k1, "only", []string{"only"}},
+	}
+	for _, tt := range ok {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ring, err := ParseKeyring(tt.key, tt.keys)
+			require.NoError(t, err)
+			assert.Equal(t, tt.primary, ring.PrimaryKeyID())
+			assert.Equal(t, tt.ids, ring.KeyIDs())
+		})
+	}
+	bad := []struct {
+		name, key, keys, want string
+	}{
+		{"neither", "", "", "neither ENCRYPTION_KEY nor ENCRYPTION_KEYS"},
+		{"both", k1, "v1:" + k1, "both ENCRYPTION_KEY and ENCRYPTION_KEYS"},
+		{"empty list", "", " , ", "entry 1 is empty"},
+		{"trailing comma", "", "a:" + k1 + ",", "entry 2 is empty"},
+		{"no id", "", k1, "entry 1 has no id"},
+		{"bad id", "", "a-b:" + k1, "entry 1: the key id must be"},
+		{"empty id", "", ":" + k1, "entry 1: the key id must be"},
+		{"duplicate id", "", "a:" + k1 + ",b:" + k2 + ",a:" + k2, `key id "a" appears twice (entries 1 and 3)`},
+		{"short key", "", "a:" + k1 + ",b:" + short, `entry 2 (id "b") decodes (as base64) to 16 bytes`},
+		{"bad encoding", "", "a:" + k1 + ",b:@@@@", `entry 2 (id "b") is neither base64 nor 64 hex digits`},
+		{"missing key", "", "a:", `entry 1 (id "a") is not set`},
+		{"weak key", "", "a:" + strings.Repeat("00", 32), `entry 1 (id "a") is weak`},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := ParseKeyring(tt.key, tt.keys)
+			require.Error(t, err)
+			assert.Equal(t, viswals.EINVALID, viswals.ErrorCode(err))
+			assert.Contains(t, err.Error(), tt.want)
+			for _, secret := range []string{k1, k2, short, k1[:12], k2[:12]} {
+				assert.NotContains(t, err.Error(), secret, "no key material in errors")
+			}
+		})
+	}
+}
+
+// FuzzParseKeyring: any setting parses without panic, and errors never
+// hold a key that was in it.
+func FuzzParseKeyring(f *testing.F) {
+	k1 := base64.StdEncoding.EncodeToString(testKey)
+	for _, s := range []string{"", "v1:" + k1, "a:" + k1 + ",b:" + k1, ",", "::", "a:b:c", k1} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, keys string) {
+		ring, err := ParseKeyring("", keys)
+		if err == nil {
+			if ring.PrimaryKeyID() == "" {
+				t.Fatal("a keyring without primary")
+			}
+			return
+		}
+		if strings.Contains(err.Error(), k1) {
+			t.Fatalf("error holds the key: %v", err)
+		}
+	})
+}

@@ -2,10 +2,16 @@
 // reach any store, and keys a hash of them so stores can compare emails
 // without seeing them.
 //
-// A sealed email is "<keyid>:" followed by the unpadded standard base64 of
-// nonce (12 random bytes) || ciphertext || tag. The key id selects the key
+// A sealed email is "2:<keyid>:" followed by the unpadded standard base64
+// of nonce (12 random bytes) || ciphertext || tag, sealed with the
+// additional data "2:<keyid>:" and the user's id, so that a ciphertext
+// copied to another user's row does not open. The key id selects the key
 // on decryption, so keys can be rotated: add the new key, make it primary,
-// and old ciphertexts still open until they are rewritten.
+// and old ciphertexts still open until they are rewritten (consumer rekey).
+//
+// Version 1, "<keyid>:<payload>" with only the key id as additional data,
+// is what earlier releases wrote; it still opens, and rekey rewrites it.
+// The payload never holds a colon, so the colons tell the versions apart.
 package emailcrypt
 
 import (
@@ -15,9 +21,11 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
+	"slices"
 	"strings"
 	"sync"
 
@@ -57,14 +65,21 @@ type Keyring struct {
 	hashes     sync.Pool // of hash.Hash keyed with the hash subkey
 	cursorKey  []byte
 	sessionKey []byte
+
+	onOpenFailure func() // see OnOpenFailure
 }
 
-// key is one key of the ring, prepared once: AES key expansion is costly,
-// and the id as bytes is the additional data of every seal.
+// key is one key of the ring, prepared once: AES key expansion is costly.
+// prefix is the start of every version 2 seal under the key, and of its
+// additional data.
 type key struct {
-	aead cipher.AEAD
-	aad  []byte
+	aead   cipher.AEAD
+	prefix string // "2:<id>:"
+	v1AAD  []byte // version 1: the id alone
 }
+
+// version2 starts every seal bound to a user id.
+const version2 = "2"
 
 // New returns a Keyring with one key, id DefaultKeyID.
 func New(key []byte) (*Keyring, error) {
@@ -96,7 +111,7 @@ func NewKeyring(primaryID string, keys map[string][]byte) (*Keyring, error) {
 		if err != nil {
 			return nil, fmt.Errorf("emailcrypt: key %q: %w", id, err)
 		}
-		k.keys[id] = key{aead: aead, aad: []byte(id)}
+		k.keys[id] = key{aead: aead, prefix: version2 + ":" + id + ":", v1AAD: []byte(id)}
 	}
 	hashKey, err := subkey(keys[primaryID], hashInfo)
 	if err != nil {
@@ -144,42 +159,106 @@ func validKeyID(id string) bool {
 // PrimaryKeyID returns the id of the key Encrypt uses.
 func (k *Keyring) PrimaryKeyID() string { return k.primary }
 
-// Encrypt seals plaintext with the primary key. The key id is the
-// additional authenticated data, so a payload moved under another id
-// fails to open.
-func (k *Keyring) Encrypt(plaintext string) (string, error) {
+// KeyIDs returns the ids of the ring's keys, the primary first.
+func (k *Keyring) KeyIDs() []string {
+	ids := []string{k.primary}
+	for id := range k.keys {
+		if id != k.primary {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids[1:])
+	return ids
+}
+
+// aad returns the additional data of a version 2 seal: its prefix and the
+// user id, big-endian.
+func (pk *key) aad(dst []byte, userID int64) []byte {
+	dst = append(dst, pk.prefix...)
+	return binary.BigEndian.AppendUint64(dst, uint64(userID))
+}
+
+// Encrypt seals the email of user userID with the primary key. The key id
+// and the user id are the additional authenticated data, so a payload
+// moved under another key id or to another user fails to open.
+func (k *Keyring) Encrypt(userID int64, plaintext string) (string, error) {
 	pk := k.keys[k.primary]
 	rawLen := len(plaintext) + pk.aead.Overhead()
-	prefixLen := len(k.primary) + 1
+	prefixLen := len(pk.prefix)
 	encLen := b64.EncodedLen(rawLen)
 
-	// One scratch buffer, no other allocation: "<id>:" and the encoded
+	// One scratch buffer, no other allocation: the prefix and the encoded
 	// payload at the front, the raw payload at the back. The plaintext is
 	// staged in the front (encLen > len(plaintext)), sealed into the back,
 	// and the front is then overwritten by the encoding.
 	buf := make([]byte, prefixLen+encLen+rawLen)
-	copy(buf, k.primary)
-	buf[len(k.primary)] = ':'
+	copy(buf, pk.prefix)
 	front, back := buf[prefixLen:prefixLen+encLen], buf[prefixLen+encLen:]
 	n := copy(front, plaintext)
-	raw := pk.aead.Seal(back[:0], nil, front[:n], pk.aad)
+	var aadBuf [maxKeyIDLen + 3 + 8]byte
+	raw := pk.aead.Seal(back[:0], nil, front[:n], pk.aad(aadBuf[:0], userID))
 	b64.Encode(front, raw)
 	return string(buf[:prefixLen+encLen]), nil
 }
 
-// Decrypt opens a string made by Encrypt with any key of the ring. Every
-// error wraps ErrDecrypt and names only the key id.
-func (k *Keyring) Decrypt(sealed string) (string, error) {
-	id, payload, ok := strings.Cut(sealed, ":")
+// Sealing tells how a sealed email was sealed: the id of its key, and
+// whether it binds the user id (version 2).
+type Sealing struct {
+	KeyID string
+	Bound bool
+}
+
+// String is "<keyid>" for a bound seal, "<keyid> (unbound)" otherwise.
+func (s Sealing) String() string {
+	if s.Bound {
+		return s.KeyID
+	}
+	return s.KeyID + " (unbound)"
+}
+
+// SealingOf returns how sealed was sealed, without opening it; ok is
+// false when it is not a sealed email.
+func SealingOf(sealed string) (s Sealing, ok bool) {
+	bound, id, _, err := split(sealed)
+	return Sealing{KeyID: id, Bound: bound}, err == nil
+}
+
+// Current reports whether sealed is as Encrypt seals now: under the
+// primary key and bound to the user id. Rekeying rewrites the others.
+func (k *Keyring) Current(sealed string) bool {
+	bound, id, _, err := split(sealed)
+	return err == nil && bound && id == k.primary
+}
+
+// split cuts a sealed email into its parts. Errors never echo it: a
+// malformed value may be anything, even plaintext.
+func split(sealed string) (bound bool, id, payload string, err error) {
+	first, rest, ok := strings.Cut(sealed, ":")
 	if !ok {
-		return "", fmt.Errorf("%w: no key id prefix", ErrDecrypt)
+		return false, "", "", fmt.Errorf("%w: no key id prefix", ErrDecrypt)
+	}
+	id, payload, bound = strings.Cut(rest, ":")
+	if !bound {
+		id, payload = first, rest
+	} else if first != version2 {
+		return false, "", "", fmt.Errorf("%w: unknown format", ErrDecrypt)
+	}
+	if !validKeyID(id) {
+		return false, "", "", fmt.Errorf("%w: malformed key id", ErrDecrypt)
+	}
+	return bound, id, payload, nil
+}
+
+// Decrypt opens a string made by Encrypt for user userID (or by an
+// earlier release, without the user id) with any key of the ring. Every
+// error wraps ErrDecrypt and names only the key id.
+func (k *Keyring) Decrypt(userID int64, sealed string) (string, error) {
+	bound, id, payload, err := split(sealed)
+	if err != nil {
+		return "", err
 	}
 	dk, ok := k.keys[id]
 	if !ok {
-		if !validKeyID(id) {
-			// Do not echo a prefix that may be anything, even plaintext.
-			return "", fmt.Errorf("%w: malformed key id", ErrDecrypt)
-		}
 		return "", fmt.Errorf("%w: unknown key id %q", ErrDecrypt, id)
 	}
 	raw, err := b64.DecodeString(payload)
@@ -189,9 +268,17 @@ func (k *Keyring) Decrypt(sealed string) (string, error) {
 	if len(raw) < dk.aead.Overhead() {
 		return "", fmt.Errorf("%w: key id %q: payload too short", ErrDecrypt, id)
 	}
+	aad := dk.v1AAD
+	if bound {
+		var aadBuf [maxKeyIDLen + 3 + 8]byte
+		aad = dk.aad(aadBuf[:0], userID)
+	}
 	// Open in place: the plaintext is shorter than the payload.
-	plain, err := dk.aead.Open(raw[:0], nil, raw, dk.aad)
+	plain, err := dk.aead.Open(raw[:0], nil, raw, aad)
 	if err != nil {
+		if bound {
+			return "", fmt.Errorf("%w: key id %q: authentication failed (wrong key, tampered, or moved from another user's row)", ErrDecrypt, id)
+		}
 		return "", fmt.Errorf("%w: key id %q: authentication failed (wrong key or tampered)", ErrDecrypt, id)
 	}
 	return string(plain), nil
@@ -212,7 +299,7 @@ func (k *Keyring) Hash(plaintext string) []byte {
 
 // Seal returns r as the stores keep it: the email encrypted and hashed.
 func (k *Keyring) Seal(r viswals.Record) (viswals.SealedUser, error) {
-	sealed, err := k.Encrypt(r.Email)
+	sealed, err := k.Encrypt(r.ID, r.Email)
 	if err != nil {
 		return viswals.SealedUser{}, fmt.Errorf("seal user %d: %w", r.ID, err)
 	}
@@ -230,11 +317,21 @@ func (k *Keyring) Seal(r viswals.Record) (viswals.SealedUser, error) {
 	}, nil
 }
 
-// Open returns the user of s with its email decrypted.
+// OnOpenFailure sets a function Open calls each time an email does not
+// open, for a metric. Call it before the Keyring is used.
+func (k *Keyring) OnOpenFailure(fn func()) { k.onOpenFailure = fn }
+
+// Open returns the user of s with its email decrypted. An email that does
+// not open is never replaced: the error (EINTEGRITY, naming the user id)
+// wraps ErrDecrypt.
 func (k *Keyring) Open(s viswals.SealedUser) (viswals.User, error) {
-	email, err := k.Decrypt(s.EmailSealed)
+	email, err := k.Decrypt(s.ID, s.EmailSealed)
 	if err != nil {
-		return viswals.User{}, fmt.Errorf("open user %d: %w", s.ID, err)
+		if k.onOpenFailure != nil {
+			k.onOpenFailure()
+		}
+		return viswals.User{}, fmt.Errorf("%w: %w", viswals.Errorf(viswals.EINTEGRITY,
+			"the stored email of user %d failed its integrity check and is not served", s.ID), err)
 	}
 	return viswals.User{
 		ID:           s.ID,

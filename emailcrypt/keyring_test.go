@@ -39,13 +39,13 @@ func TestRoundTrip(t *testing.T) {
 		strings.Repeat("x", 300) + "@example.com",
 		"",
 	} {
-		sealed, err := k.Encrypt(email)
+		sealed, err := k.Encrypt(7, email)
 		require.NoError(t, err)
-		assert.True(t, strings.HasPrefix(sealed, "v1:"), sealed)
+		assert.True(t, strings.HasPrefix(sealed, "2:v1:"), sealed)
 		if email != "" {
 			assert.NotContains(t, sealed, email)
 		}
-		got, err := k.Decrypt(sealed)
+		got, err := k.Decrypt(7, sealed)
 		require.NoError(t, err)
 		assert.Equal(t, email, got)
 	}
@@ -57,11 +57,11 @@ func TestEncryptUsesFreshNonces(t *testing.T) {
 	seen := map[string]bool{}
 	nonces := map[string]bool{}
 	for range 1000 {
-		s, err := k.Encrypt("ada@example.com")
+		s, err := k.Encrypt(7, "ada@example.com")
 		require.NoError(t, err)
 		require.False(t, seen[s], "the same plaintext must seal differently every time")
 		seen[s] = true
-		raw, err := b64.DecodeString(strings.TrimPrefix(s, "v1:"))
+		raw, err := b64.DecodeString(strings.TrimPrefix(s, "2:v1:"))
 		require.NoError(t, err)
 		nonce := string(raw[:12])
 		require.False(t, nonces[nonce], "nonce repeated")
@@ -74,7 +74,7 @@ func TestEncryptUsesFreshNonces(t *testing.T) {
 func TestDecryptDetectsTampering(t *testing.T) {
 	t.Parallel()
 	k := newRing(t)
-	sealed, err := k.Encrypt("ada@example.com")
+	sealed, err := k.Encrypt(7, "ada@example.com")
 	require.NoError(t, err)
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/:v"
 	for i := range len(sealed) {
@@ -83,27 +83,27 @@ func TestDecryptDetectsTampering(t *testing.T) {
 				continue
 			}
 			tampered := sealed[:i] + string(c) + sealed[i+1:]
-			got, err := k.Decrypt(tampered)
+			got, err := k.Decrypt(7, tampered)
 			require.Error(t, err, "position %d changed to %q decrypted to %q", i, c, got)
 			require.ErrorIs(t, err, ErrDecrypt)
 			require.NotContains(t, err.Error(), "ada@example.com")
 		}
 	}
 	for _, cut := range []int{1, 5, len(sealed) - 1} {
-		_, err := k.Decrypt(sealed[:cut])
+		_, err := k.Decrypt(7, sealed[:cut])
 		require.ErrorIs(t, err, ErrDecrypt, "truncated to %d", cut)
 	}
-	_, err = k.Decrypt(sealed + "A")
+	_, err = k.Decrypt(7, sealed+"A")
 	require.ErrorIs(t, err, ErrDecrypt, "extended")
 }
 
 func TestDecryptWithWrongKeyFails(t *testing.T) {
 	t.Parallel()
-	sealed, err := newRing(t).Encrypt("ada@example.com")
+	sealed, err := newRing(t).Encrypt(7, "ada@example.com")
 	require.NoError(t, err)
 	wrong, err := New(otherKey())
 	require.NoError(t, err)
-	_, err = wrong.Decrypt(sealed)
+	_, err = wrong.Decrypt(7, sealed)
 	require.ErrorIs(t, err, ErrDecrypt)
 	assert.Contains(t, err.Error(), "authentication failed")
 }
@@ -123,7 +123,7 @@ func TestDecryptErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := k.Decrypt(tt.in)
+			_, err := k.Decrypt(7, tt.in)
 			require.ErrorIs(t, err, ErrDecrypt)
 			assert.Contains(t, err.Error(), tt.want)
 			assert.NotContains(t, err.Error(), "ada@example.com")
@@ -137,31 +137,31 @@ func TestKeyIDIsAuthenticated(t *testing.T) {
 	t.Parallel()
 	k, err := NewKeyring("v1", map[string][]byte{"v1": testKey, "v2": testKey})
 	require.NoError(t, err)
-	sealed, err := k.Encrypt("ada@example.com")
+	sealed, err := k.Encrypt(7, "ada@example.com")
 	require.NoError(t, err)
-	_, err = k.Decrypt("v2:" + strings.TrimPrefix(sealed, "v1:"))
+	_, err = k.Decrypt(7, "2:v2:"+strings.TrimPrefix(sealed, "2:v1:"))
 	require.ErrorIs(t, err, ErrDecrypt)
 }
 
 func TestRotation(t *testing.T) {
 	t.Parallel()
 	old := newRing(t)
-	oldSealed, err := old.Encrypt("ada@example.com")
+	oldSealed, err := old.Encrypt(7, "ada@example.com")
 	require.NoError(t, err)
 
 	rotated, err := NewKeyring("v2", map[string][]byte{"v1": testKey, "v2": otherKey()})
 	require.NoError(t, err)
 	assert.Equal(t, "v2", rotated.PrimaryKeyID())
-	newSealed, err := rotated.Encrypt("ada@example.com")
+	newSealed, err := rotated.Encrypt(7, "ada@example.com")
 	require.NoError(t, err)
-	assert.True(t, strings.HasPrefix(newSealed, "v2:"))
+	assert.True(t, strings.HasPrefix(newSealed, "2:v2:"))
 
 	for _, s := range []string{oldSealed, newSealed} {
-		got, err := rotated.Decrypt(s)
+		got, err := rotated.Decrypt(7, s)
 		require.NoError(t, err)
 		assert.Equal(t, "ada@example.com", got)
 	}
-	_, err = old.Decrypt(newSealed)
+	_, err = old.Decrypt(7, newSealed)
 	require.ErrorIs(t, err, ErrDecrypt)
 	assert.Contains(t, err.Error(), `unknown key id "v2"`)
 }
@@ -241,10 +241,10 @@ func TestConcurrentUse(t *testing.T) {
 		go func() {
 			for i := range 500 {
 				email := strings.Repeat("x", g+i%7) + "@example.com"
-				s, err := k.Encrypt(email)
+				s, err := k.Encrypt(7, email)
 				if err == nil {
 					var got string
-					got, err = k.Decrypt(s)
+					got, err = k.Decrypt(7, s)
 					if err == nil && got != email {
 						err = errors.New("round trip mismatch")
 					}
@@ -267,13 +267,13 @@ func TestConcurrentUse(t *testing.T) {
 
 func FuzzDecrypt(f *testing.F) {
 	k := newRing(f)
-	good, err := k.Encrypt("ada@example.com")
+	good, err := k.Encrypt(7, "ada@example.com")
 	require.NoError(f, err)
-	for _, s := range []string{"", ":", "v1:", "v1:AAAA", good, good[:len(good)-1], "v2" + good[2:], "x:y:z"} {
+	for _, s := range []string{"", ":", "v1:", "v1:AAAA", good, good[:len(good)-1], "2:v2" + good[4:], "x:y:z", "2:v1:", "3:v1:AAAA", sealV1(f, k, "v1", "ada@example.com")} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got, err := k.Decrypt(s)
+		got, err := k.Decrypt(7, s)
 		if err != nil {
 			if !errors.Is(err, ErrDecrypt) {
 				t.Fatalf("error does not wrap ErrDecrypt: %v", err)
@@ -295,7 +295,7 @@ func BenchmarkEncrypt(b *testing.B) {
 	k := newRing(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		s, err := k.Encrypt("firstname.lastname@example.com")
+		s, err := k.Encrypt(7, "firstname.lastname@example.com")
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -305,11 +305,11 @@ func BenchmarkEncrypt(b *testing.B) {
 
 func BenchmarkDecrypt(b *testing.B) {
 	k := newRing(b)
-	sealed, err := k.Encrypt("firstname.lastname@example.com")
+	sealed, err := k.Encrypt(7, "firstname.lastname@example.com")
 	require.NoError(b, err)
 	b.ReportAllocs()
 	for b.Loop() {
-		s, err := k.Decrypt(sealed)
+		s, err := k.Decrypt(7, sealed)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -390,4 +390,82 @@ func TestSessionKey(t *testing.T) {
 	rotated, err := NewKeyring("v2", map[string][]byte{"v1": otherKey(), "v2": testKey})
 	require.NoError(t, err)
 	assert.Equal(t, k.SessionKey(), rotated.SessionKey(), "derived from the primary key")
+}
+
+// sealV1 seals as earlier releases did: "<id>:<payload>", only the key id
+// as additional data.
+func sealV1(t testing.TB, k *Keyring, id, plaintext string) string {
+	t.Helper()
+	dk, ok := k.keys[id]
+	require.True(t, ok)
+	return id + ":" + b64.EncodeToString(dk.aead.Seal(nil, nil, []byte(plaintext), []byte(id)))
+}
+
+// New seals bind the user id: the ciphertext of one user copied into
+// another user's row does not open there; seals of earlier releases,
+// without the user id, still open for any user.
+func TestUserIDIsBound(t *testing.T) {
+	t.Parallel()
+	k := newRing(t)
+	sealed, err := k.Encrypt(1, "ann@example.com")
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(sealed, "2:v1:"), sealed)
+	got, err := k.Decrypt(1, sealed)
+	require.NoError(t, err)
+	assert.Equal(t, "ann@example.com", got)
+	_, err = k.Decrypt(2, sealed)
+	require.ErrorIs(t, err, ErrDecrypt)
+	assert.Contains(t, err.Error(), "another user")
+
+	failures := 0
+	k.OnOpenFailure(func() { failures++ })
+	_, err = k.Open(viswals.SealedUser{ID: 2, EmailSealed: sealed})
+	require.ErrorIs(t, err, ErrDecrypt)
+	assert.Equal(t, viswals.EINTEGRITY, viswals.ErrorCode(err))
+	assert.Contains(t, viswals.ErrorMessage(err), "user 2")
+	assert.NotContains(t, err.Error(), "ann@example.com")
+	assert.Equal(t, 1, failures)
+
+	old := sealV1(t, k, "v1", "bob@example.com")
+	for _, id := range []int64{1, 99} {
+		got, err := k.Decrypt(id, old)
+		require.NoError(t, err)
+		assert.Equal(t, "bob@example.com", got)
+	}
+	// Relabelling a version 1 seal as version 2, or back, fails.
+	_, err = k.Decrypt(1, "2:"+old)
+	require.ErrorIs(t, err, ErrDecrypt)
+	_, err = k.Decrypt(1, strings.TrimPrefix(sealed, "2:"))
+	require.ErrorIs(t, err, ErrDecrypt)
+}
+
+func TestCurrentAndSealingOf(t *testing.T) {
+	t.Parallel()
+	old := newRing(t)
+	rotated, err := NewKeyring("k2", map[string][]byte{"v1": testKey, "k2": otherKey()})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"k2", "v1"}, rotated.KeyIDs())
+	underOld, err := old.Encrypt(5, "a@example.com")
+	require.NoError(t, err)
+	underNew, err := rotated.Encrypt(5, "a@example.com")
+	require.NoError(t, err)
+	legacy := sealV1(t, rotated, "k2", "a@example.com")
+	tests := []struct {
+		sealed  string
+		current bool
+		sealing string
+	}{
+		{underOld, false, "v1"},
+		{underNew, true, "k2"},
+		{legacy, false, "k2 (unbound)"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.current, rotated.Current(tt.sealed), tt.sealing)
+		s, ok := SealingOf(tt.sealed)
+		assert.True(t, ok)
+		assert.Equal(t, tt.sealing, s.String())
+	}
+	_, ok := SealingOf("plain@example.com")
+	assert.False(t, ok)
+	assert.False(t, rotated.Current("garbage"))
 }

@@ -34,7 +34,7 @@ func readTable(ctx context.Context, url string, ring *emailcrypt.Keyring) (map[i
 		if strings.Contains(sealed, "@") {
 			return fmt.Errorf("user %d: email_address holds plaintext", u.ID)
 		}
-		email, err := ring.Decrypt(sealed)
+		email, err := ring.Decrypt(u.ID, sealed)
 		if err != nil {
 			return fmt.Errorf("user %d: decrypt email_address: %w", u.ID, err)
 		}

@@ -554,7 +554,7 @@ func (s *stack) staleCache(want map[int64]wantUser) (stale []string, n int, err 
 		if err != nil {
 			return nil, 0, fmt.Errorf("read cached user %d: %w", id, err)
 		}
-		email, err := s.ring.Decrypt(su.EmailSealed)
+		email, err := s.ring.Decrypt(su.ID, su.EmailSealed)
 		if err != nil {
 			return nil, 0, fmt.Errorf("cached user %d: decrypt: %w", id, err)
 		}

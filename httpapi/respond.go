@@ -45,6 +45,8 @@ func errorStatus(err error) (int, string) {
 		return http.StatusForbidden, viswals.ErrorMessage(err)
 	case viswals.EUNAVAILABLE:
 		return http.StatusServiceUnavailable, "service unavailable, try again later"
+	case viswals.EINTEGRITY:
+		return http.StatusInternalServerError, viswals.ErrorMessage(err)
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return http.StatusServiceUnavailable, "service unavailable, try again later"

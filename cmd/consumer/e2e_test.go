@@ -274,7 +274,7 @@ func readTable(t *testing.T, e *testEnv) map[int64]row {
 		u := &r.user
 		require.NoError(t, rows.Scan(&u.ID, &u.FirstName, &u.LastName, &r.sealed, &r.emailHashHex, &u.CreatedAt, &u.DeletedAt, &u.MergedAt,
 			&u.ParentUserID, &r.versionLoad, &r.versionLine, &r.xid))
-		u.Email, err = e.keyring.Decrypt(r.sealed)
+		u.Email, err = e.keyring.Decrypt(u.ID, r.sealed)
 		require.NoError(t, err, "decrypt email of user %d", u.ID)
 		got[u.ID] = r
 	}
@@ -320,7 +320,7 @@ func TestEndToEnd(t *testing.T) {
 		got, ok := first[id]
 		require.True(t, ok, "user %d missing", id)
 		assert.Equal(t, w, normalise(got.user), "user %d", id)
-		assert.True(t, strings.HasPrefix(got.sealed, "v1:"), "email of %d is sealed with a key id", id)
+		assert.True(t, strings.HasPrefix(got.sealed, "2:v1:"), "email of %d is sealed with a key id, bound to the user", id)
 		assert.NotContains(t, got.sealed, "@")
 	}
 

@@ -18,7 +18,6 @@ import (
 
 	"github.com/viswals/viswals/changefeed"
 	"github.com/viswals/viswals/config"
-	"github.com/viswals/viswals/emailcrypt"
 	"github.com/viswals/viswals/httpapi"
 	"github.com/viswals/viswals/ingest"
 	"github.com/viswals/viswals/postgres"
@@ -106,13 +105,9 @@ func newMain(cfg config.Consumer, logger, audit *slog.Logger) *Main {
 // metrics.
 func (m *Main) build(ctx context.Context) error {
 	cfg, logger := m.cfg, m.logger
-	key, err := emailcrypt.ParseKey(cfg.EncryptionKey)
+	keyring, err := cfg.Keyring()
 	if err != nil {
-		return fmt.Errorf("ENCRYPTION_KEY: %w", err)
-	}
-	keyring, err := emailcrypt.New(key)
-	if err != nil {
-		return fmt.Errorf("ENCRYPTION_KEY: %w", err)
+		return err
 	}
 	// The certificate is loaded before anything is connected to, so that
 	// bad files stop the program at once, by a message naming them.
@@ -168,6 +163,10 @@ func (m *Main) build(ctx context.Context) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	openFailures := prometheus.NewCounter(prometheus.CounterOpts{Name: "viswals_email_open_failures_total",
+		Help: "Stored emails that did not open: unknown key, tampered, or moved from another user's row. Never served; each is logged with the user id."})
+	reg.MustRegister(openFailures)
+	keyring.OnOpenFailure(openFailures.Inc)
 	checks := map[string]httpapi.Check{"postgres": pg.Ping, "redis": cache.Ping}
 	roles := map[string][]string{}
 	if cfg.Roles.Ingest {
