@@ -88,9 +88,16 @@ func TestRolesIngestAndAPIApart(t *testing.T) {
 	assert.Contains(t, e.produce(t, path), "read=11 published=6 rejected=5")
 
 	var streamed []string
+	event := ""
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+		// Only user events: the stream also announces the snapshot's size
+		// and the end of the snapshot.
+		if name, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+			event = name
+			continue
+		}
+		if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok && event == "user" {
 			var u struct {
 				ID        int64  `json:"id"`
 				FirstName string `json:"first_name"`
