@@ -44,7 +44,7 @@ import (
 const fileSuffix = config.FileSuffix
 
 // kustomizations are the directories `kubectl kustomize` must render.
-var kustomizations = []string{"k8s/base", "k8s/overlays/production"}
+var kustomizations = []string{"k8s/base", "k8s/overlays/production", "k8s"}
 
 // manifests are the rendered objects of one kustomization, decoded into
 // the Kubernetes API types, by kind.
