@@ -8,8 +8,12 @@ package deploy_test
 
 import (
 	"bytes"
+	"context"
 	"debug/elf"
+	"fmt"
+	"maps"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,42 +21,69 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/viswals/viswals/internal/testenv"
+	"github.com/viswals/viswals/rabbitmq"
 )
 
 // root is the repository root, where the Dockerfile, the compose files and
 // the README live; tests run in their package's folder.
 const root = ".."
 
-type composeFile struct {
-	Services map[string]struct {
-		Build       any               `yaml:"build"`
-		Image       string            `yaml:"image"`
-		Entrypoint  []string          `yaml:"entrypoint"`
-		Command     []string          `yaml:"command"`
-		Environment map[string]string `yaml:"environment"`
-		Ports       []string          `yaml:"ports"`
-		Healthcheck struct {
-			Test []string `yaml:"test"`
-		} `yaml:"healthcheck"`
-		DependsOn map[string]struct {
-			Condition string `yaml:"condition"`
-		} `yaml:"depends_on"`
-	} `yaml:"services"`
-	Volumes map[string]any `yaml:"volumes"`
+// composeSecrets are the variables the compose file requires (it has no
+// default secrets), with values of the forms the README's quick start makes.
+var composeSecrets = map[string]string{
+	"ENCRYPTION_KEY":             "u3Y0mXkq2Zc0n8GgD3+v6V7bq1mJ5yQdC9sLx2wRfTE=",
+	"INGEST_SIGNING_KEY":         "pR0x8w1vJ6kz9Qe2Lb4nT7sYc3Hm5Ud+Fa0Gi8Ko1Wq=",
+	"POSTGRES_PASSWORD":          "5f1c0a9e7d2b4c6a8e0f1d3b5a7c9e2f4b6d8a0c1e3f5a7b",
+	"VISWALS_DB_PASSWORD":        "0a9e7d2b4c6a8e0f1d3b5a7c9e2f4b6d8a0c1e3f5a7b5f1c",
+	"RABBITMQ_CONSUMER_PASSWORD": "7d2b4c6a8e0f1d3b5a7c9e2f4b6d8a0c1e3f5a7b5f1c0a9e",
+	"RABBITMQ_PRODUCER_PASSWORD": "4c6a8e0f1d3b5a7c9e2f4b6d8a0c1e3f5a7b5f1c0a9e7d2b",
 }
 
-func readCompose(t *testing.T) composeFile {
+// loadCompose loads the compose files with compose-go, the loader of
+// `docker compose` itself: schema validation, interpolation of env (and
+// nothing from the machine's environment or a .env file), merging of the
+// files in order.
+func loadCompose(env map[string]string, files ...string) (*types.Project, error) {
+	var vars []string
+	for k, v := range env {
+		vars = append(vars, k+"="+v)
+	}
+	paths := make([]string, len(files))
+	for i, f := range files {
+		paths[i] = f
+		if !filepath.IsAbs(f) {
+			paths[i] = filepath.Join(root, f)
+		}
+	}
+	opts, err := cli.NewProjectOptions(paths, cli.WithWorkingDirectory(root), cli.WithEnv(vars), cli.WithName("viswals"))
+	if err != nil {
+		return nil, err
+	}
+	return opts.LoadProject(context.Background())
+}
+
+func readCompose(t *testing.T, files ...string) *types.Project {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(root, "docker-compose.yml"))
+	if len(files) == 0 {
+		files = []string{"docker-compose.yml"}
+	}
+	p, err := loadCompose(composeSecrets, files...)
 	require.NoError(t, err)
-	var c composeFile
-	require.NoError(t, yaml.Unmarshal(b, &c))
-	return c
+	return p
+}
+
+// env returns the value compose gives variable v of service s ("" when unset).
+func env(s types.ServiceConfig, v string) string {
+	if p := s.Environment[v]; p != nil {
+		return *p
+	}
+	return ""
 }
 
 // dockerfileBinaries returns the ./cmd/... packages the Dockerfile builds.
@@ -141,41 +172,158 @@ func checkCompose(t *testing.T) {
 	for _, name := range []string{"postgres", "redis", "rabbitmq"} {
 		s := c.Services[name]
 		assert.Regexp(t, `:\d+\.\d+`, s.Image, "%s image must be pinned to a version", name)
-		assert.NotEmpty(t, s.Healthcheck.Test, "%s needs a health check", name)
+		require.NotNil(t, s.HealthCheck, "%s needs a health check", name)
+		assert.NotEmpty(t, s.HealthCheck.Test, "%s needs a health check", name)
 	}
 	assert.Contains(t, c.Volumes, "pgdata", "Postgres keeps its data in a named volume")
 
 	consumer := c.Services["consumer"]
-	for _, v := range []string{"POSTGRES_CONN_URL", "REDIS_CONN_URL", "RABBITMQ_CONN_URL", "RABBITMQ_QUEUE_NAME", "CONSUMER_PORT", "ENCRYPTION_KEY", "MIGRATE_DB"} {
+	for _, v := range []string{"POSTGRES_CONN_URL", "REDIS_CONN_URL", "RABBITMQ_CONN_URL", "RABBITMQ_QUEUE_NAME", "CONSUMER_PORT", "ENCRYPTION_KEY", "INGEST_SIGNING_KEY", "MIGRATE_DB"} {
 		assert.Contains(t, consumer.Environment, v)
 	}
-	host, port, err := net.SplitHostPort(consumer.Environment["CONSUMER_PORT"])
+	host, port, err := net.SplitHostPort(env(consumer, "CONSUMER_PORT"))
 	require.NoError(t, err, "CONSUMER_PORT is host:port; a bare port would listen on the container's loopback only")
 	assert.Contains(t, []string{"", "0.0.0.0", "::"}, host, "the consumer listens on every interface of the container, or the published port reaches nothing")
-	assert.Contains(t, consumer.Ports, "127.0.0.1:"+port+":"+port, "the API port is published on the host's loopback")
-	assert.Contains(t, strings.Split(consumer.Environment["ALLOWED_HOSTS"], ","), "localhost", "the published port is reached as localhost")
+	require.Len(t, consumer.Ports, 1)
+	assert.Equal(t, types.ServicePortConfig{Mode: "ingress", HostIP: "127.0.0.1", Target: 8080, Published: port, Protocol: "tcp"}, consumer.Ports[0], "the API port is published on the host's loopback")
+	assert.Contains(t, strings.Split(env(consumer, "ALLOWED_HOSTS"), ","), "localhost", "the published port is reached as localhost")
 	df, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
 	require.NoError(t, err)
 	assert.Contains(t, string(df), "EXPOSE "+port)
-	assert.Equal(t, []string{"/usr/local/bin/consumer", "healthcheck"}, consumer.Healthcheck.Test[1:], "health check runs the binary's healthcheck subcommand")
+	assert.Equal(t, []string{"/usr/local/bin/consumer", "healthcheck"}, []string(consumer.HealthCheck.Test[1:]), "health check runs the binary's healthcheck subcommand")
 	assert.Equal(t, "service_healthy", consumer.DependsOn["postgres"].Condition)
 
-	// Both use the same queue, and the producer loads the bundled sample.
+	// Both use the same queue and signing key, and the producer loads the
+	// bundled sample.
 	producer := c.Services["producer"]
-	assert.Equal(t, consumer.Environment["RABBITMQ_QUEUE_NAME"], producer.Environment["RABBITMQ_QUEUE_NAME"])
+	assert.Equal(t, env(consumer, "RABBITMQ_QUEUE_NAME"), env(producer, "RABBITMQ_QUEUE_NAME"))
+	assert.Equal(t, composeSecrets["INGEST_SIGNING_KEY"], env(consumer, "INGEST_SIGNING_KEY"))
+	assert.Equal(t, composeSecrets["INGEST_SIGNING_KEY"], env(producer, "INGEST_SIGNING_KEY"))
 	assert.Equal(t, consumer.Image, producer.Image)
-	assert.Equal(t, []string{"/usr/local/bin/producer"}, producer.Entrypoint)
+	assert.Equal(t, []string{"/usr/local/bin/producer"}, []string(producer.Entrypoint))
 	require.Len(t, producer.Command, 1)
 	assert.True(t, strings.HasPrefix(producer.Command[0], "/data/"))
 	assert.FileExists(t, filepath.Join(root, "data", strings.TrimPrefix(producer.Command[0], "/data/")))
 	assert.Contains(t, string(df), "data/ /data/")
 	// The hostnames in the URLs are the compose service names.
 	for _, v := range []string{"POSTGRES_CONN_URL", "REDIS_CONN_URL", "RABBITMQ_CONN_URL"} {
-		u := consumer.Environment[v]
-		host := regexp.MustCompile(`@?([a-z]+):\d+`).FindStringSubmatch(strings.SplitN(u, "@", 2)[len(strings.SplitN(u, "@", 2))-1])
-		require.NotNil(t, host, "%s=%s", v, u)
-		assert.Contains(t, c.Services, host[1], "%s points at %q, not a compose service", v, host[1])
+		u, err := url.Parse(env(consumer, v))
+		require.NoError(t, err, v)
+		assert.Contains(t, c.Services, u.Hostname(), "%s points at %q, not a compose service", v, u.Hostname())
 	}
+	// The producer's broker is the consumer's.
+	pu, err := url.Parse(env(producer, "RABBITMQ_CONN_URL"))
+	require.NoError(t, err)
+	cu, err := url.Parse(env(consumer, "RABBITMQ_CONN_URL"))
+	require.NoError(t, err)
+	assert.Equal(t, cu.Host, pu.Host)
+}
+
+// Each service logs in with credentials of its own, from the variables
+// the quick start makes; none uses a stock account.
+func TestComposeCredentials(t *testing.T) {
+	t.Parallel()
+	c := readCompose(t)
+	consumer, producer := c.Services["consumer"], c.Services["producer"]
+	userOf := func(s types.ServiceConfig, v string) (user, pass string) {
+		u, err := url.Parse(env(s, v))
+		require.NoError(t, err, v)
+		p, _ := u.User.Password()
+		return u.User.Username(), p
+	}
+	user, pass := userOf(consumer, "RABBITMQ_CONN_URL")
+	assert.Equal(t, "consumer", user)
+	assert.Equal(t, composeSecrets["RABBITMQ_CONSUMER_PASSWORD"], pass)
+	user, pass = userOf(producer, "RABBITMQ_CONN_URL")
+	assert.Equal(t, "producer", user)
+	assert.Equal(t, composeSecrets["RABBITMQ_PRODUCER_PASSWORD"], pass)
+	user, pass = userOf(consumer, "POSTGRES_CONN_URL")
+	assert.Equal(t, "viswals", user, "not the superuser")
+	assert.Equal(t, composeSecrets["VISWALS_DB_PASSWORD"], pass)
+
+	// The broker makes those users, the database that role: each from
+	// the same variable, by a script compose mounts.
+	rabbit, pg := c.Services["rabbitmq"], c.Services["postgres"]
+	for _, v := range []string{"RABBITMQ_CONSUMER_PASSWORD", "RABBITMQ_PRODUCER_PASSWORD"} {
+		assert.Equal(t, composeSecrets[v], env(rabbit, v))
+	}
+	assert.Equal(t, composeSecrets["VISWALS_DB_PASSWORD"], env(pg, "VISWALS_DB_PASSWORD"))
+	assert.Equal(t, composeSecrets["POSTGRES_PASSWORD"], env(pg, "POSTGRES_PASSWORD"))
+	mounts := map[string]string{}
+	for _, s := range []types.ServiceConfig{rabbit, pg} {
+		for _, v := range s.Volumes {
+			if v.Type == types.VolumeTypeBind {
+				assert.FileExists(t, v.Source, "%s mounts a file that exists", s.Name)
+				mounts[v.Target] = filepath.Base(v.Source)
+			}
+		}
+	}
+	assert.Equal(t, "postgres-init.sh", mounts["/docker-entrypoint-initdb.d/10-viswals.sh"])
+	assert.Equal(t, "rabbitmq-init.sh", mounts[rabbit.Command[0]], "the broker's command is its init script")
+	assert.Equal(t, "rabbitmq.conf", mounts["/etc/rabbitmq/conf.d/20-viswals.conf"])
+	for _, script := range []string{"postgres-init.sh", "rabbitmq-init.sh"} {
+		fi, err := os.Stat(filepath.Join(root, "deploy", "compose", script))
+		require.NoError(t, err)
+		assert.NotZero(t, fi.Mode().Perm()&0o111, "%s is executable", script)
+	}
+	conf, err := os.ReadFile(filepath.Join(root, "deploy", "compose", "rabbitmq.conf"))
+	require.NoError(t, err)
+	assert.Contains(t, string(conf), fmt.Sprintf("max_message_size = %d", rabbitmq.MaxBodyBytes), "the broker's limit is the consumer's")
+	init, err := os.ReadFile(filepath.Join(root, "deploy", "compose", "rabbitmq-init.sh"))
+	require.NoError(t, err)
+	assert.Contains(t, string(init), "delete_user guest")
+}
+
+// Compose has no default secret: each missing one stops it with a message
+// saying how to make it.
+func TestComposeRequiresSecrets(t *testing.T) {
+	t.Parallel()
+	for v := range composeSecrets {
+		t.Run(v, func(t *testing.T) {
+			t.Parallel()
+			env := maps.Clone(composeSecrets)
+			delete(env, v)
+			_, err := loadCompose(env, "docker-compose.yml")
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), v)
+			assert.Contains(t, err.Error(), "openssl rand")
+		})
+	}
+}
+
+// Only the API's port is published, on the host's loopback; the ports
+// override publishes the backing services on the loopback too, never on
+// every interface.
+func TestComposePorts(t *testing.T) {
+	t.Parallel()
+	for _, files := range [][]string{{"docker-compose.yml"}, {"docker-compose.yml", "docker-compose.ports.yml"}} {
+		c := readCompose(t, files...)
+		published := map[string][]uint32{}
+		for name, s := range c.Services {
+			for _, p := range s.Ports {
+				assert.Equal(t, "127.0.0.1", p.HostIP, "%v: %s publishes port %d beyond the loopback", files, name, p.Target)
+				published[name] = append(published[name], p.Target)
+			}
+		}
+		if len(files) == 1 {
+			assert.Equal(t, map[string][]uint32{"consumer": {8080}}, published, "only the API is published")
+			continue
+		}
+		assert.Equal(t, []uint32{5672, 15672}, published["rabbitmq"])
+		assert.Equal(t, []uint32{5432}, published["postgres"])
+		assert.Equal(t, []uint32{6379}, published["redis"])
+	}
+}
+
+// A compose file the schema refuses is refused by the test's loader too.
+func TestComposeSchemaValidated(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yml")
+	require.NoError(t, os.WriteFile(bad, []byte("services:\n  x:\n    image: a\n    ports: {not: a list}\n    restartt: always\n"), 0o600))
+	_, err := loadCompose(nil, bad)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "ports")
 }
 
 // checkComposeEnv checks that every variable compose sets on a binary is a
