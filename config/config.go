@@ -63,6 +63,7 @@ type set struct {
 type namedURL struct {
 	name string
 	p    *string
+	list bool // comma-separated URLs
 }
 
 func (s *set) env(name, def string) string {
@@ -114,6 +115,14 @@ func (k EncryptionKeys) Keyring() (*emailcrypt.Keyring, error) {
 func (s *set) encryptionKeys(k *EncryptionKeys) {
 	s.Secret(&k.EncryptionKey, "encryption-key", "ENCRYPTION_KEY", "", "`key`: 32 random bytes, base64 or hex (openssl rand -base64 32); this or ENCRYPTION_KEYS is required")
 	s.Secret(&k.EncryptionKeys, "encryption-keys", "ENCRYPTION_KEYS", "", "`id:key,id:key`: several keys for rotation; the first seals, all open (see docs/security.md)")
+}
+
+// URLList is URL for a comma-separated list of URLs (the nodes of a
+// cluster): each is shown with its password replaced, and checked.
+func (s *set) URLList(p *string, flagName, envName, def, usage string) {
+	*p = s.secretEnv(envName, def)
+	s.fs.Var(hidden{p: p, show: RedactURLList}, flagName, usage+secretHint(envName))
+	s.urls = append(s.urls, namedURL{name: envName, p: p, list: true})
 }
 
 // FileSuffix names the variable that holds the path of a file with a
@@ -185,6 +194,19 @@ func RedactURL(u string) string {
 	return parsed.Redacted()
 }
 
+// RedactURLList is RedactURL for a comma-separated list of URLs; one
+// malformed URL hides the whole list.
+func RedactURLList(list string) string {
+	parts := strings.Split(list, ",")
+	for i, u := range parts {
+		parts[i] = RedactURL(strings.TrimSpace(u))
+		if strings.HasPrefix(parts[i], "(malformed") {
+			return "(malformed URL list, not shown)"
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
 func (s *set) Int(p *int, flagName, envName string, def int, usage string) {
 	v := def
 	if raw := s.getenv(envName); raw != "" {
@@ -241,12 +263,22 @@ func (s *set) parse(args []string) error {
 	// A malformed URL is refused here, by a message without the URL: the
 	// parsers of the clients would echo it, password included.
 	for _, u := range s.urls {
-		if _, err := url.Parse(*u.p); err != nil {
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				err = ue.Err
+		values := []string{*u.p}
+		if u.list {
+			values = strings.Split(*u.p, ",")
+		}
+		for i, v := range values {
+			if _, err := url.Parse(strings.TrimSpace(v)); err != nil {
+				var ue *url.Error
+				if errors.As(err, &ue) {
+					err = ue.Err
+				}
+				name := u.name
+				if len(values) > 1 {
+					name = fmt.Sprintf("%s (entry %d)", u.name, i+1)
+				}
+				s.errs = append(s.errs, fmt.Errorf("%s is not a valid URL: %v", name, err))
 			}
-			s.errs = append(s.errs, fmt.Errorf("%s is not a valid URL: %v", u.name, err))
 		}
 	}
 	return errors.Join(s.errs...)

@@ -56,6 +56,9 @@ type Consumer struct {
 	TLSClientCAFile   string // "": no client certificates asked for
 	TLSReloadInterval time.Duration
 	RedisCAFile       string // "": the system's CAs verify a rediss:// server
+
+	RedisSentinelMaster   string // "": REDIS_CONN_URL names the servers, not Sentinels
+	RedisSentinelPassword string
 }
 
 // TLS reports whether the API serves HTTPS.
@@ -76,7 +79,9 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 	}
 	s := &set{fs: fs, getenv: getenv}
 	s.URL(&c.PostgresURL, "postgres-url", "POSTGRES_CONN_URL", DefaultPostgresURL, "PostgreSQL `URL`")
-	s.URL(&c.RedisURL, "redis-url", "REDIS_CONN_URL", DefaultRedisURL, "Redis `URL`")
+	s.URLList(&c.RedisURL, "redis-url", "REDIS_CONN_URL", DefaultRedisURL, "Redis `URL`: one server's; or the nodes of a Redis Cluster, comma-separated (a single node of one is detected); or, with REDIS_SENTINEL_MASTER, the Sentinels'")
+	s.String(&c.RedisSentinelMaster, "redis-sentinel-master", "REDIS_SENTINEL_MASTER", "", "name of the master Redis Sentinel watches; makes REDIS_CONN_URL the Sentinels' URLs (its user and password are the master's)")
+	s.Secret(&c.RedisSentinelPassword, "redis-sentinel-password", "REDIS_SENTINEL_PASSWORD", "", "password of the Sentinels themselves, if they require one")
 	s.URL(&c.RabbitURL, "rabbitmq-url", "RABBITMQ_CONN_URL", DefaultRabbitURL, "RabbitMQ `URL`")
 	s.String(&c.Queue, "queue", "RABBITMQ_QUEUE_NAME", DefaultQueue, "queue to consume")
 	s.String(&c.Addr, "addr", "CONSUMER_PORT", DefaultConsumerAddr, "HTTP listen address: host:port; a bare port listens on 127.0.0.1, :port on every interface")

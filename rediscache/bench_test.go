@@ -31,12 +31,12 @@ func benchUsers(load int64) []viswals.SealedUser {
 // machine where wall-clock figures do not; the Redis figure is exact only
 // when no one else uses that server (point REDIS_URL at a private one).
 type meter struct {
-	client          *redis.Client
+	client          redis.UniversalClient
 	server, client0 time.Duration
 	tb              testing.TB
 }
 
-func startMeter(b *testing.B, client *redis.Client) *meter {
+func startMeter(b *testing.B, client redis.UniversalClient) *meter {
 	b.ResetTimer()
 	return &meter{client: client, server: serverCPU(b, client), client0: processCPU(), tb: b}
 }
@@ -57,7 +57,7 @@ func (m *meter) report(b *testing.B) {
 	b.ReportMetric(float64((processCPU()-m.client0).Microseconds())/users, "client-µs/user")
 }
 
-func serverCPU(b testing.TB, client *redis.Client) time.Duration {
+func serverCPU(b testing.TB, client redis.UniversalClient) time.Duration {
 	info, err := client.Info(context.Background(), "cpu").Result()
 	if err != nil {
 		b.Fatal(err)

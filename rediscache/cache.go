@@ -326,9 +326,16 @@ func (c *Cache) DeleteAll(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Ping reports whether Redis answers.
+// Ping reports whether Redis answers: every master, on a cluster, since
+// each holds a share of the keys.
 func (c *Cache) Ping(ctx context.Context) error {
-	if err := c.client.Ping(ctx).Err(); err != nil {
+	var err error
+	if cluster, ok := c.client.(*redis.ClusterClient); ok {
+		err = cluster.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return node.Ping(ctx).Err() })
+	} else {
+		err = c.client.Ping(ctx).Err()
+	}
+	if err != nil {
 		return unavailable("ping", err)
 	}
 	return nil
@@ -341,5 +348,10 @@ func isNoScript(err error) bool {
 // unavailable wraps a Redis failure: callers see code EUNAVAILABLE and a
 // message without internals; errors.Is still reaches the cause.
 func unavailable(op string, err error) error {
+	if redis.HasErrorPrefix(err, "MOVED") {
+		// A single-server client of a cluster node: Connect could not
+		// ask the node at start.
+		op += " (Redis answered MOVED: REDIS_CONN_URL names a node of a Redis Cluster but the client was made for a single server; list the cluster's nodes in REDIS_CONN_URL, comma-separated, or restart the consumer while the node answers)"
+	}
 	return fmt.Errorf("rediscache: %s: %w (%w)", op, viswals.Errorf(viswals.EUNAVAILABLE, "redis is unavailable"), err)
 }

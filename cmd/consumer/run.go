@@ -74,7 +74,7 @@ type Main struct {
 	// Built by Run; Close releases them.
 	store      *postgres.Store
 	apiStore   *postgres.Store // the API's reads, on their own pool
-	redis      *redis.Client
+	redis      redis.UniversalClient
 	ingester   *ingest.Ingester
 	consumer   *rabbitmq.Consumer
 	handler    rabbitmq.Handler
@@ -120,7 +120,7 @@ func (m *Main) build(ctx context.Context) error {
 			return fmt.Errorf("TLS_CLIENT_CA_FILE: %w", err)
 		}
 	}
-	redisOpts, err := redisOptions(cfg)
+	redisConn, err := redisConn(cfg)
 	if err != nil {
 		return err
 	}
@@ -155,7 +155,15 @@ func (m *Main) build(ctx context.Context) error {
 		pg = m.apiStore
 	}
 
-	m.redis = redis.NewClient(redisOpts)
+	var mode rediscache.Mode
+	m.redis, mode, err = rediscache.Connect(ctx, redisConn)
+	switch {
+	case m.redis == nil:
+		return fmt.Errorf("%w: %w", config.ErrUsage, err)
+	case err != nil:
+		logger.Warn("redis", "err", err)
+	}
+	logger.Info("redis", "mode", mode)
 	cache := rediscache.New(m.redis, rediscache.Options{Prefix: cfg.RedisPrefix, TTL: cfg.RedisTTL})
 	// Every role clears: the API too would serve an entry of a user the
 	// database no longer holds.
@@ -372,22 +380,19 @@ func migrateWhenReachable(ctx context.Context, url string, logger *slog.Logger) 
 	}
 }
 
-// redisOptions are the Redis client's options from REDIS_CONN_URL, and
-// REDIS_CA_FILE for a rediss:// URL.
-func redisOptions(cfg config.Consumer) (*redis.Options, error) {
-	opts, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return nil, fmt.Errorf("%w: REDIS_CONN_URL: %w", config.ErrUsage, err)
-	}
+// redisConn is where Redis is, from the settings.
+func redisConn(cfg config.Consumer) (rediscache.Conn, error) {
+	c := rediscache.Conn{URL: cfg.RedisURL, SentinelMaster: cfg.RedisSentinelMaster, SentinelPassword: cfg.RedisSentinelPassword}
 	if cfg.RedisCAFile != "" {
-		if opts.TLSConfig.RootCAs, err = tlsconfig.CertPool(cfg.RedisCAFile); err != nil {
-			return nil, fmt.Errorf("REDIS_CA_FILE: %w", err)
+		var err error
+		if c.RootCAs, err = tlsconfig.CertPool(cfg.RedisCAFile); err != nil {
+			return c, fmt.Errorf("REDIS_CA_FILE: %w", err)
 		}
 	}
-	// Short timeouts: Redis is a cache and must never hold ingestion or a read up.
-	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = time.Second, time.Second, time.Second
-	opts.MaxRetries = 0
-	return opts, nil
+	if err := c.Check(); err != nil {
+		return c, fmt.Errorf("%w: %w", config.ErrUsage, err)
+	}
+	return c, nil
 }
 
 // healthcheck asks the local API's /healthz: the distroless image has no

@@ -50,22 +50,35 @@ func Client(t testing.TB) *redis.Client {
 }
 
 // Prefix returns a key prefix unique to this test ("test:<hex>:users:");
-// the keys under it are deleted when the test ends.
-func Prefix(t testing.TB, client *redis.Client) string {
+// the keys under it are deleted when the test ends, on every master of a
+// cluster.
+func Prefix(t testing.TB, client redis.UniversalClient) string {
 	t.Helper()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	prefix := "test:" + hex.EncodeToString(b[:]) + ":users:"
 	t.Cleanup(func() {
 		ctx := context.Background()
-		iter := client.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		var keys []string
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
+		drop := func(ctx context.Context, c redis.UniversalClient) error {
+			iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+			var keys []string
+			for iter.Next(ctx) {
+				keys = append(keys, iter.Val())
+			}
+			// One key per UNLINK: a cluster refuses keys of several slots.
+			_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, k := range keys {
+					p.Unlink(ctx, k)
+				}
+				return nil
+			})
+			return err
 		}
-		if len(keys) > 0 {
-			client.Unlink(ctx, keys...)
+		if cluster, ok := client.(*redis.ClusterClient); ok {
+			_ = cluster.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return drop(ctx, n) })
+			return
 		}
+		_ = drop(ctx, client)
 	})
 	return prefix
 }
