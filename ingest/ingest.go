@@ -75,6 +75,9 @@ type Ingester struct {
 	cacheBreaker breaker.Breaker
 	// stale holds the users whose cache writes failed or were skipped.
 	stale staleSet
+	// recent holds the users written to the cache lately, which a
+	// failover of Redis may lose.
+	recent recentWrites
 }
 
 // New returns an Ingester. cache may be nil.
@@ -249,12 +252,14 @@ func (in *Ingester) putCache(ctx context.Context, users []viswals.SealedUser, in
 		// it from replacing anything newer, and the stale set from
 		// outliving a newer write that was skipped.
 		in.stale.addUsers(users)
+		in.stale.addIDs(in.recent.take(time.Now()))
 		in.drainStaleLater()
 		in.cacheBreaker.Trip(in.opts.CacheCooldown)
 		in.opts.Logger.Warn("cache write failed; continuing without cache", "users", len(users), "err", err)
 		in.opts.Metrics.CacheErrors.Inc()
 		return
 	}
+	in.recent.add(time.Now(), users)
 	in.cacheBreaker.Reset()
 }
 

@@ -152,3 +152,59 @@ func (in *Ingester) drainStale() {
 		t.Reset(in.opts.CacheCooldown)
 	}
 }
+
+// recentWindow is how long a cache write counts as recent. A Redis
+// replica may not have a recent write yet (replication is asynchronous),
+// and a failover promotes the replica: when a write then fails, the
+// recent ones may be lost too, older versions left in their place, so
+// they join the stale set.
+const recentWindow = 5 * time.Second
+
+// recentWrites remembers the ids of the cache writes of the last
+// recentWindow, up to maxStale of them.
+type recentWrites struct {
+	mu      sync.Mutex
+	batches []recentBatch
+	n       int
+}
+
+type recentBatch struct {
+	at  time.Time
+	ids []int64
+}
+
+func (r *recentWrites) add(now time.Time, users []viswals.SealedUser) {
+	ids := make([]int64, len(users))
+	for i := range users {
+		ids[i] = users[i].ID
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.batches = append(r.batches, recentBatch{at: now, ids: ids})
+	r.n += len(ids)
+	r.prune(now)
+}
+
+// prune drops the batches older than the window, and the oldest past
+// maxStale ids.
+func (r *recentWrites) prune(now time.Time) {
+	i := 0
+	for i < len(r.batches) && (now.Sub(r.batches[i].at) > recentWindow || r.n > maxStale) {
+		r.n -= len(r.batches[i].ids)
+		i++
+	}
+	r.batches = r.batches[i:]
+}
+
+// take returns the ids of the recent writes and forgets them.
+func (r *recentWrites) take(now time.Time) []int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.prune(now)
+	ids := make([]int64, 0, r.n)
+	for _, b := range r.batches {
+		ids = append(ids, b.ids...)
+	}
+	r.batches, r.n = nil, 0
+	return ids
+}
