@@ -33,8 +33,15 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 	if len(args) > 0 && args[0] == "apikey" {
 		return runAPIKey(args[1:], stdout, stderr) // needs no configuration
 	}
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "dlq" || args[0] == "healthcheck") {
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "dlq" || args[0] == "healthcheck" || args[0] == "rekey") {
 		cmd, args = args[0], args[1:]
+	}
+	var rk rekeyFlags
+	if cmd == "rekey" {
+		var err error
+		if rk, args, err = splitRekeyArgs(args, stderr); err != nil {
+			return err
+		}
 	}
 	cfg, rest, err := config.ParseConsumer("consumer", args, getenv, stderr)
 	if err != nil {
@@ -44,6 +51,11 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 	switch cmd {
 	case "dlq":
 		return runDLQ(ctx, cfg, rest, stdout)
+	case "rekey":
+		if len(rest) > 0 {
+			return fmt.Errorf("%w: unexpected arguments %q", config.ErrUsage, rest)
+		}
+		return runRekey(ctx, cfg, rk, logger, stdout, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, cfg.Addr, cfg.TLS())
 	}
