@@ -304,3 +304,36 @@ func usageError(err error) error {
 	}
 	return fmt.Errorf("%w: %w", ErrUsage, err)
 }
+
+// RabbitTopology is how the producer, the consumer and the dlq commands
+// declare the work queue and its dead-letter queue; all of them must
+// agree, so they read the same settings. Its fields match
+// rabbitmq.Topology, which cmd/ converts it to.
+type RabbitTopology struct {
+	Type          string // quorum or classic
+	DeliveryLimit int
+	DLQTTL        time.Duration
+	DLQMaxLength  int
+}
+
+func (s *set) rabbitTopology(t *RabbitTopology) {
+	s.String(&t.Type, "queue-type", "RABBITMQ_QUEUE_TYPE", "quorum", "queue type of the work queue and its dead-letter queue: quorum (replicated on a cluster, with a delivery limit) or classic")
+	s.Int(&t.DeliveryLimit, "delivery-limit", "RABBITMQ_DELIVERY_LIMIT", 20, "quorum queues: deliveries of a message (each crash of a consumer holding it counts) before the broker dead-letters it")
+	s.Duration(&t.DLQTTL, "dlq-ttl", "RABBITMQ_DLQ_TTL", 7*24*time.Hour, "how long the dead-letter queue keeps a message before the broker drops it")
+	s.Int(&t.DLQMaxLength, "dlq-max-length", "RABBITMQ_DLQ_MAX_LENGTH", 1_000_000, "messages the dead-letter queue keeps at most; beyond it the broker drops the oldest")
+}
+
+// check reports settings no broker accepts.
+func (t RabbitTopology) check() error {
+	switch {
+	case t.Type != "quorum" && t.Type != "classic":
+		return fmt.Errorf("RABBITMQ_QUEUE_TYPE must be quorum or classic, got %q", t.Type)
+	case t.DeliveryLimit < 1:
+		return fmt.Errorf("RABBITMQ_DELIVERY_LIMIT must be >= 1, got %d", t.DeliveryLimit)
+	case t.DLQTTL < time.Millisecond:
+		return fmt.Errorf("RABBITMQ_DLQ_TTL must be at least 1ms, got %s", t.DLQTTL)
+	case t.DLQMaxLength < 1:
+		return fmt.Errorf("RABBITMQ_DLQ_MAX_LENGTH must be >= 1, got %d", t.DLQMaxLength)
+	}
+	return nil
+}

@@ -17,6 +17,7 @@ type Consumer struct {
 	RedisURL    string
 	RabbitURL   string
 	Queue       string
+	Topology    RabbitTopology
 	Addr        string // CONSUMER_PORT, normalised to host:port
 	EncryptionKeys
 	SigningKey     string // INGEST_SIGNING_KEY; "": messages are not verified
@@ -74,7 +75,7 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprintf(out, "usage: %s [serve] [--roles ingest,api] [flags]\n       %s dlq list|replay [flags]\n       %s apikey create --name NAME --role reader|pii|admin\n       %s rekey [--dry-run] [--batch N] [flags]   (re-seal stored emails under the first key of ENCRYPTION_KEYS)\n\nConsumes users from RabbitMQ into Postgres and Redis and serves the HTTP API.\n\nflags:\n", name, name, name, name)
+		fmt.Fprintf(out, "usage: %s [serve] [--roles ingest,api] [flags]\n       %s dlq list|replay [flags]\n       %s queue migrate [flags]\n       %s apikey create --name NAME --role reader|pii|admin\n       %s rekey [--dry-run] [--batch N] [flags]   (re-seal stored emails under the first key of ENCRYPTION_KEYS)\n\nConsumes users from RabbitMQ into Postgres and Redis and serves the HTTP API.\n\nflags:\n", name, name, name, name, name)
 		fs.PrintDefaults()
 	}
 	s := &set{fs: fs, getenv: getenv}
@@ -84,6 +85,7 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 	s.Secret(&c.RedisSentinelPassword, "redis-sentinel-password", "REDIS_SENTINEL_PASSWORD", "", "password of the Sentinels themselves, if they require one")
 	s.URL(&c.RabbitURL, "rabbitmq-url", "RABBITMQ_CONN_URL", DefaultRabbitURL, "RabbitMQ `URL`")
 	s.String(&c.Queue, "queue", "RABBITMQ_QUEUE_NAME", DefaultQueue, "queue to consume")
+	s.rabbitTopology(&c.Topology)
 	s.String(&c.Addr, "addr", "CONSUMER_PORT", DefaultConsumerAddr, "HTTP listen address: host:port; a bare port listens on 127.0.0.1, :port on every interface")
 	s.encryptionKeys(&c.EncryptionKeys)
 	s.Secret(&c.SigningKey, "signing-key", "INGEST_SIGNING_KEY", "", "`key` the producer signs messages with (HMAC-SHA256, at least 32 bytes: openssl rand -base64 32); when set, unsigned or badly signed messages are dead-lettered unread")
@@ -135,6 +137,9 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 		if h = strings.TrimSpace(h); h != "" {
 			c.AllowedHosts = append(c.AllowedHosts, h)
 		}
+	}
+	if err := c.Topology.check(); err != nil {
+		return c, nil, usageError(err)
 	}
 	switch {
 	case len(c.AllowedHosts) == 0:

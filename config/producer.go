@@ -13,6 +13,7 @@ type Producer struct {
 	RejectsPath      string
 	RabbitURL        string
 	Queue            string
+	Topology         RabbitTopology
 	BatchSize        int
 	Format           string // "gob" or "json"
 	MaxInFlight      int
@@ -36,6 +37,7 @@ func ParseProducer(args []string, getenv Getenv, out io.Writer) (Producer, error
 	s.String(&c.RejectsPath, "rejects", "", "", "where to write rejected rows (default: FILE with .rejects.csv, or rejects.csv for stdin)")
 	s.URL(&c.RabbitURL, "rabbitmq-url", "RABBITMQ_CONN_URL", DefaultRabbitURL, "RabbitMQ `URL`")
 	s.String(&c.Queue, "queue", "RABBITMQ_QUEUE_NAME", DefaultQueue, "queue to publish to")
+	s.rabbitTopology(&c.Topology)
 	s.Int(&c.BatchSize, "batch", "PRODUCER_BATCH_SIZE", 2000, "users per message")
 	s.String(&c.Format, "format", "PRODUCER_FORMAT", "gob", "message encoding: gob or json")
 	s.Int(&c.MaxInFlight, "max-in-flight", "PRODUCER_MAX_IN_FLIGHT", 32, "messages published but not yet confirmed")
@@ -50,6 +52,9 @@ func ParseProducer(args []string, getenv Getenv, out io.Writer) (Producer, error
 		return c, usageError(fmt.Errorf("want exactly one FILE argument, got %d", fs.NArg()))
 	}
 	c.Input = fs.Arg(0)
+	if err := c.Topology.check(); err != nil {
+		return c, usageError(err)
+	}
 	switch {
 	case c.BatchSize < 1 || c.BatchSize > 100_000:
 		return c, usageError(fmt.Errorf("--batch must be between 1 and 100000, got %d", c.BatchSize))

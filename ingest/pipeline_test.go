@@ -217,7 +217,7 @@ func TestRefusedUserDeadLetteredWholeAndReplayed(t *testing.T) {
 
 	// The store is fixed; the dead letter is replayed and lands.
 	store.refuse.Store(0)
-	moved, err := rabbitmq.ReplayDeadLetters(ctx, url, queue, 0)
+	moved, err := rabbitmq.ReplayDeadLetters(ctx, url, queue, rabbitmq.Topology{}, 0)
 	require.NoError(t, err)
 	require.Equal(t, 1, moved)
 	wait.Until(t, 30*time.Second, "the replayed user to land", func() bool {

@@ -85,6 +85,8 @@ type ConsumerOptions struct {
 	// context is cancelled before their own context is (default 10s).
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
+	// Topology is how the queue is declared (the zero value: quorum).
+	Topology Topology
 	// OnDeadLetter, when set, is called for every message the consumer
 	// dead-letters (for metrics).
 	OnDeadLetter func()
@@ -238,7 +240,7 @@ func (c *Consumer) open() (*session, error) {
 		return nil, err
 	}
 	s := &session{conn: conn, tag: consumerTag()}
-	if err := s.setup(c.queue, c.opts.Prefetch); err != nil {
+	if err := s.setup(c.queue, c.opts.Topology, c.opts.Prefetch); err != nil {
 		conn.Close()
 		return nil, classify(err)
 	}
@@ -246,12 +248,12 @@ func (c *Consumer) open() (*session, error) {
 	return s, nil
 }
 
-func (s *session) setup(queue string, prefetch int) error {
+func (s *session) setup(queue string, topo Topology, prefetch int) error {
 	var err error
 	if s.ch, err = s.conn.Channel(); err != nil {
 		return err
 	}
-	if err := Declare(s.ch, queue); err != nil {
+	if err := Declare(s.ch, queue, topo); err != nil {
 		return err
 	}
 	if err := s.ch.Qos(prefetch, 0, false); err != nil {

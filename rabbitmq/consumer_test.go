@@ -27,7 +27,7 @@ func newConsumer(t *testing.T, url, queue string, opts rabbitmq.ConsumerOptions)
 // consumer runs.
 func declare(t *testing.T, url, queue string) {
 	t.Helper()
-	require.NoError(t, rabbitmq.Declare(channel(t, url), queue))
+	require.NoError(t, rabbitmq.Declare(channel(t, url), queue, rabbitmq.Topology{}))
 }
 
 func textMessages(n int) []amqp.Publishing {
@@ -224,17 +224,21 @@ func TestConsumerRequeue(t *testing.T) {
 }
 
 // On cancellation the handler in flight finishes (with a live context) and
-// acks; prefetched deliveries go back to the queue; Run returns nil.
+// acks; prefetched deliveries go back to the queue; Run returns nil. The
+// queue is classic: a quorum queue goes on counting a cancelled consumer
+// until its deliveries are settled, so the cancellation could not be
+// seen before the handler returns.
 func TestConsumerGracefulShutdown(t *testing.T) {
 	t.Parallel()
 	url, queue := rmqtest.NewQueue(t)
-	declare(t, url, queue)
+	classic := rabbitmq.Topology{Type: rabbitmq.Classic}
+	require.NoError(t, rabbitmq.Declare(channel(t, url), queue, classic))
 	rmqtest.Publish(t, url, queue, textMessages(4)...)
 
 	started, release := make(chan struct{}), make(chan struct{})
 	var calls atomic.Int32
 	var ctxErrAtEnd atomic.Value
-	c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{Prefetch: 4, Workers: 1})
+	c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{Prefetch: 4, Workers: 1, Topology: classic})
 	stop := runConsumer(t, c, func(ctx context.Context, d rabbitmq.Delivery) rabbitmq.Outcome {
 		calls.Add(1)
 		close(started)

@@ -94,18 +94,18 @@ const replayBatchSize = 100
 // the dead-letter queue held when it started, as many as it held then, so
 // that messages a running consumer dead-letters again meanwhile are not
 // replayed in a loop) from the dead-letter queue of
-// queue back to queue, without their x-death-reason header and with
+// queue back to queue (declared as topo), without their x-death-reason header and with
 // x-replayed-at. Each is acked in the dead-letter queue only after the
 // broker has confirmed its copy in queue, so a failure midway can
 // duplicate a message but never lose one. It returns how many it moved.
-func ReplayDeadLetters(ctx context.Context, url, queue string, max int) (int, error) {
+func ReplayDeadLetters(ctx context.Context, url, queue string, topo Topology, max int) (int, error) {
 	conn, ch, waiting, err := openDLQ(url, queue, "replay")
 	if err != nil {
 		return 0, err
 	}
 	defer conn.Close()
 	// The target must exist, or the copies would be returned unroutable.
-	if err := Declare(ch, queue); err != nil {
+	if err := Declare(ch, queue, topo); err != nil {
 		return 0, err
 	}
 	if err := ch.Confirm(false); err != nil {
@@ -124,13 +124,30 @@ func ReplayDeadLetters(ctx context.Context, url, queue string, max int) (int, er
 		if err != nil || len(batch) == 0 {
 			return moved, err
 		}
-		n, err := replayBatch(ctx, ch, returns, queue, batch)
+		now := time.Now()
+		n, err := moveBatch(ctx, ch, returns, queue, batch, func(d amqp.Delivery) amqp.Publishing { return replayOf(d, now) })
 		moved += n
 		if err != nil {
 			return moved, err
 		}
 	}
-	return moved, nil
+	return moved, settled(ch, DLQName(queue))
+}
+
+// settled returns once the acks sent on ch to queue have taken effect.
+// A quorum queue applies acks asynchronously, and those still pending
+// when the channel closes are undone: the messages come back. A
+// basic.get is applied in order after them and answered only then; the
+// message it may take is handed back at once.
+func settled(ch *amqp.Channel, queue string) error {
+	d, ok, err := ch.Get(queue, false)
+	if err != nil {
+		return fmt.Errorf("get from %q: %w", queue, classify(err))
+	}
+	if ok {
+		return d.Nack(false, true)
+	}
+	return nil
 }
 
 // openDLQ connects and checks that the dead-letter queue of queue exists,
@@ -175,58 +192,65 @@ func getBatch(ch *amqp.Channel, queue string, n int) ([]amqp.Delivery, error) {
 	return batch, nil
 }
 
-// replayBatch publishes copies of batch to queue, waits for their
-// confirmations, then acks the originals that were confirmed and requeues
-// the rest.
-func replayBatch(ctx context.Context, ch *amqp.Channel, returns <-chan amqp.Return, queue string, batch []amqp.Delivery) (int, error) {
+// moveBatch publishes a copy (made by copyOf) of each message of batch to
+// queue, waits for their confirmations, then acks the originals that were
+// confirmed and requeues the rest. It returns how many it moved.
+func moveBatch(ctx context.Context, ch *amqp.Channel, returns <-chan amqp.Return, queue string, batch []amqp.Delivery, copyOf func(amqp.Delivery) amqp.Publishing) (int, error) {
 	requeueAll := func() { _ = ch.Nack(batch[len(batch)-1].DeliveryTag, true, true) }
-	now := time.Now()
 	confirms := make([]*amqp.DeferredConfirmation, len(batch))
 	for i, d := range batch {
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, replayOf(d, now))
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, copyOf(d))
 		if err != nil {
 			requeueAll()
 			return 0, fmt.Errorf("publish to %q: %w", queue, classify(err))
 		}
 		confirms[i] = dc
 	}
-	acked := make([]bool, len(batch))
-	for i, dc := range confirms {
+	acked := 0
+	for _, dc := range confirms {
 		ok, err := dc.WaitContext(ctx)
 		if err != nil {
 			requeueAll()
 			return 0, err
 		}
-		acked[i] = ok
+		if ok {
+			acked++
+		}
 	}
 	// Returns come before the confirmations of their messages, so any
 	// are in the buffer by now. Which message came back is not known:
-	// keep the whole batch in the dead-letter queue (its routed copies
-	// become duplicates, which consumers tolerate).
+	// keep the whole batch where it was (its routed copies become
+	// duplicates, which consumers tolerate).
 	if n := len(returns); n > 0 {
 		for range n {
 			<-returns
 		}
 		requeueAll()
-		return 0, unavailablef("%d replayed messages could not be routed to %q", n, queue)
+		return 0, unavailablef("%d moved messages could not be routed to %q", n, queue)
+	}
+	if acked == len(batch) {
+		// One ack for the batch: a quorum queue's client holds back
+		// settlements beyond a few pending ones and loses them when the
+		// channel closes right after, which would put them back.
+		if err := ch.Ack(batch[len(batch)-1].DeliveryTag, true); err != nil {
+			return 0, fmt.Errorf("settle moved messages: %w", classify(err))
+		}
+		return acked, nil
 	}
 	moved := 0
 	for i, d := range batch {
 		var err error
-		if acked[i] {
+		if ok, _ := confirms[i].WaitContext(ctx); ok {
 			err = d.Ack(false)
 			moved++
 		} else {
 			err = d.Nack(false, true)
 		}
 		if err != nil {
-			return moved, fmt.Errorf("settle dead letter: %w", classify(err))
+			return moved, fmt.Errorf("settle moved message: %w", classify(err))
 		}
 	}
-	if moved < len(batch) {
-		return moved, unavailablef("the broker did not confirm %d replayed messages; they stay dead-lettered", len(batch)-moved)
-	}
-	return moved, nil
+	return moved, unavailablef("the broker did not confirm %d moved messages; they stay where they were", len(batch)-moved)
 }
 
 // deadLetterOf is the dead letter of delivery d: the same body and

@@ -77,12 +77,12 @@ func TestReplayDeadLetters(t *testing.T) {
 	deadLetterAll(t, url, queue, len(msgs))
 
 	ctx := context.Background()
-	n, err := rabbitmq.ReplayDeadLetters(ctx, url, queue, 10)
+	n, err := rabbitmq.ReplayDeadLetters(ctx, url, queue, rabbitmq.Topology{}, 10)
 	require.NoError(t, err)
 	assert.Equal(t, 10, n, "max bounds the replay")
 	rmqtest.WaitMessages(t, url, queue, 10, waitTimeout)
 
-	n, err = rabbitmq.ReplayDeadLetters(ctx, url, queue, 0)
+	n, err = rabbitmq.ReplayDeadLetters(ctx, url, queue, rabbitmq.Topology{}, 0)
 	require.NoError(t, err)
 	assert.Equal(t, 240, n, "0 replays what the queue held")
 	rmqtest.WaitMessages(t, url, rabbitmq.DLQName(queue), 0, waitTimeout)
@@ -104,7 +104,7 @@ func TestReplayDeadLetters(t *testing.T) {
 	}
 	assert.Len(t, seen, 250)
 
-	n, err = rabbitmq.ReplayDeadLetters(ctx, url, queue, 0)
+	n, err = rabbitmq.ReplayDeadLetters(ctx, url, queue, rabbitmq.Topology{}, 0)
 	require.NoError(t, err)
 	assert.Zero(t, n)
 }
@@ -135,6 +135,6 @@ func TestDeadLettersOfUnknownQueue(t *testing.T) {
 	url, queue := rmqtest.NewQueue(t) // never declared
 	err := rabbitmq.ListDeadLetters(context.Background(), url, queue, 0, func(rabbitmq.DLQMessage) error { return nil })
 	assert.Equal(t, viswals.ENOTFOUND, viswals.ErrorCode(err), "%v", err)
-	_, err = rabbitmq.ReplayDeadLetters(context.Background(), url, queue, 0)
+	_, err = rabbitmq.ReplayDeadLetters(context.Background(), url, queue, rabbitmq.Topology{}, 0)
 	assert.Equal(t, viswals.ENOTFOUND, viswals.ErrorCode(err), "%v", err)
 }

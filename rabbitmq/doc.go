@@ -2,9 +2,12 @@
 // consumer through RabbitMQ, without losing any.
 //
 // Topology (Declare): a durable queue whose dead letters go through the
-// direct exchange "<queue>.dlx" to the durable queue "<queue>.dlq".
+// direct exchange "<queue>.dlx" to the durable queue "<queue>.dlq", both
+// quorum queues by default (classic on request), the work queue with a
+// delivery limit and the dead-letter queue with a TTL and a length limit.
 // Producer, consumer and the dead-letter commands declare it identically,
-// so any of them may start first.
+// so any of them may start first; MigrateQueues replaces queues declared
+// otherwise (classic queues of earlier versions), keeping their messages.
 //
 // Messages (Encode, Decode): one body carries a batch of users, as gob
 // (the default) or JSON (for producers not written in Go).

@@ -39,6 +39,8 @@ type PublisherOptions struct {
 	Logger           *slog.Logger
 	// Signer, when set, signs every message (HeaderSignature).
 	Signer *Signer
+	// Topology is how the queue is declared (the zero value: quorum).
+	Topology Topology
 }
 
 func (o PublisherOptions) withDefaults() PublisherOptions {
@@ -325,7 +327,7 @@ func (l *publishLoop) open() error {
 	}
 	ch, err := conn.Channel()
 	if err == nil {
-		err = Declare(ch, l.queue)
+		err = Declare(ch, l.queue, l.opts.Topology)
 	}
 	if err == nil {
 		err = ch.Confirm(false)

@@ -195,7 +195,7 @@ func TestSignedMessagesThroughBroker(t *testing.T) {
 
 	// Replay: the part is accepted (user 2 reaches the ingester again and
 	// is refused again); the others fail their check again.
-	n, err := rabbitmq.ReplayDeadLetters(ctx, url, queue, 0)
+	n, err := rabbitmq.ReplayDeadLetters(ctx, url, queue, rabbitmq.Topology{}, 0)
 	require.NoError(t, err)
 	require.Equal(t, 4, n)
 	stop = runConsumer(t, newConsumer(t, url, queue, rabbitmq.ConsumerOptions{}),

@@ -24,7 +24,7 @@ func runDLQ(ctx context.Context, cfg config.Consumer, args []string, stdout io.W
 	}
 	queue := rabbitmq.DLQName(cfg.Queue)
 	if args[0] == "replay" {
-		n, err := rabbitmq.ReplayDeadLetters(ctx, cfg.RabbitURL, cfg.Queue, *max)
+		n, err := rabbitmq.ReplayDeadLetters(ctx, cfg.RabbitURL, cfg.Queue, rabbitmq.Topology(cfg.Topology), *max)
 		fmt.Fprintf(stdout, "replayed=%d from=%s to=%s\n", n, queue, cfg.Queue)
 		return err
 	}

@@ -1,7 +1,7 @@
 // Command consumer takes batches of users from RabbitMQ, stores them in
 // Postgres and Redis with the emails encrypted, and serves the HTTP API.
-// Subcommands: serve (the default), dlq list, dlq replay, healthcheck,
-// apikey create.
+// Subcommands: serve (the default), dlq list, dlq replay, queue migrate,
+// healthcheck, apikey create.
 package main
 
 import (

@@ -33,7 +33,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 	if len(args) > 0 && args[0] == "apikey" {
 		return runAPIKey(args[1:], stdout, stderr) // needs no configuration
 	}
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "dlq" || args[0] == "healthcheck" || args[0] == "rekey") {
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "dlq" || args[0] == "queue" || args[0] == "healthcheck" || args[0] == "rekey") {
 		cmd, args = args[0], args[1:]
 	}
 	var rk rekeyFlags
@@ -56,6 +56,8 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 			return fmt.Errorf("%w: unexpected arguments %q", config.ErrUsage, rest)
 		}
 		return runRekey(ctx, cfg, rk, logger, stdout, stderr)
+	case "queue":
+		return runQueue(ctx, cfg, rest, stdout)
 	case "healthcheck":
 		return healthcheck(ctx, cfg.Addr, cfg.TLS())
 	}
@@ -202,6 +204,7 @@ func (m *Main) build(ctx context.Context) error {
 			DrainTimeout: cfg.DrainTimeout,
 			Logger:       logger,
 			OnDeadLetter: metrics.DeadLettered.Inc,
+			Topology:     rabbitmq.Topology(cfg.Topology),
 		})
 		checks["rabbitmq"] = func(context.Context) error {
 			if !m.consumer.Connected() {

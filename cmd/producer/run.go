@@ -57,6 +57,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 		ReconnectTimeout: cfg.ReconnectTimeout,
 		Logger:           logger,
 		Signer:           signer,
+		Topology:         rabbitmq.Topology(cfg.Topology),
 	})
 	if err != nil {
 		return fmt.Errorf("connect to RabbitMQ: %w", err)
