@@ -268,6 +268,10 @@ func (s *set) parse(args []string) error {
 			values = strings.Split(*u.p, ",")
 		}
 		for i, v := range values {
+			if u.list && strings.TrimSpace(v) == "" {
+				s.errs = append(s.errs, fmt.Errorf("%s (entry %d) is empty", u.name, i+1))
+				continue
+			}
 			if _, err := url.Parse(strings.TrimSpace(v)); err != nil {
 				var ue *url.Error
 				if errors.As(err, &ue) {

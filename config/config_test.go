@@ -177,12 +177,12 @@ func TestSecretsAreNeverPrinted(t *testing.T) {
 		"ENCRYPTION_KEY":    "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=",
 		"POSTGRES_CONN_URL": "postgres://u:pgsecret@db/viswals",
 		"REDIS_CONN_URL":    "redis://:redissecret@cache:6379/0",
-		"RABBITMQ_CONN_URL": "amqp://g:amqpsecret@broker/",
+		"RABBITMQ_CONN_URL": "amqp://g:amqpsecret@broker/,amqp://g:amqpsecret2@broker2/",
 	}
 	malformed := map[string]string{
 		"POSTGRES_CONN_URL": "postgres://u:pgsecret@db:port/viswals",
 		"REDIS_CONN_URL":    "redis://:redissecret@cache:port/0",
-		"RABBITMQ_CONN_URL": "amqp://g:amqpsecret@broker:port/",
+		"RABBITMQ_CONN_URL": "amqp://g:amqpsecret@broker/,amqp://g:amqpsecret2@broker:port/",
 	}
 	words := []string{"c2VjcmV0", "pgsecret", "redissecret", "amqpsecret"}
 	tests := []struct {
@@ -220,6 +220,42 @@ func TestSecretsAreNeverPrinted(t *testing.T) {
 	var out bytes.Buffer
 	_, _, _ = ParseConsumer("consumer", []string{"--help"}, env(secrets), &out)
 	assert.Contains(t, out.String(), "postgres://u:xxxxx@db/viswals", "a URL is shown with its password replaced")
+	assert.Contains(t, out.String(), "amqp://g:xxxxx@broker/,amqp://g:xxxxx@broker2/", "each URL of a list is shown with its password replaced")
+}
+
+// RABBITMQ_CONN_URL may list nodes; each is checked, and a mistake is
+// named by its place in the list. The queue settings are checked too.
+func TestRabbitSettings(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		vars    map[string]string
+		wantErr string // "" for none
+	}{
+		{map[string]string{"RABBITMQ_CONN_URL": "amqp://a@h1:5672/, amqp://a@h2:5673/"}, ""},
+		{map[string]string{"RABBITMQ_CONN_URL": "amqp://a@h1:5672/,"}, "RABBITMQ_CONN_URL (entry 2) is empty"},
+		{map[string]string{"RABBITMQ_CONN_URL": "amqp://a@h1:5672/,amqp://a:pw@h2:port/"}, "RABBITMQ_CONN_URL (entry 2) is not a valid URL"},
+		{map[string]string{"RABBITMQ_QUEUE_TYPE": "stream"}, "RABBITMQ_QUEUE_TYPE must be quorum or classic"},
+		{map[string]string{"RABBITMQ_DELIVERY_LIMIT": "0"}, "RABBITMQ_DELIVERY_LIMIT must be >= 1"},
+		{map[string]string{"RABBITMQ_DLQ_TTL": "0s"}, "RABBITMQ_DLQ_TTL must be at least 1ms"},
+		{map[string]string{"RABBITMQ_DLQ_MAX_LENGTH": "-1"}, "RABBITMQ_DLQ_MAX_LENGTH must be >= 1"},
+	}
+	for _, tt := range tests {
+		_, _, cerr := ParseConsumer("consumer", nil, env(tt.vars), io.Discard)
+		_, perr := ParseProducer([]string{"users.csv"}, env(tt.vars), io.Discard)
+		for _, err := range []error{cerr, perr} {
+			if tt.wantErr == "" {
+				assert.NoError(t, err, "%v", tt.vars)
+				continue
+			}
+			require.Error(t, err, "%v", tt.vars)
+			assert.ErrorIs(t, err, ErrUsage)
+			assert.Contains(t, err.Error(), tt.wantErr)
+			assert.NotContains(t, err.Error(), "pw@")
+		}
+	}
+	c, _, err := ParseConsumer("consumer", nil, env(nil), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, RabbitTopology{Type: "quorum", DeliveryLimit: 20, DLQTTL: 7 * 24 * time.Hour, DLQMaxLength: 1_000_000}, c.Topology)
 }
 
 // Every secret setting also reads from the file named by NAME_FILE.

@@ -83,7 +83,7 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 	s.URLList(&c.RedisURL, "redis-url", "REDIS_CONN_URL", DefaultRedisURL, "Redis `URL`: one server's; or the nodes of a Redis Cluster, comma-separated (a single node of one is detected); or, with REDIS_SENTINEL_MASTER, the Sentinels'")
 	s.String(&c.RedisSentinelMaster, "redis-sentinel-master", "REDIS_SENTINEL_MASTER", "", "name of the master Redis Sentinel watches; makes REDIS_CONN_URL the Sentinels' URLs (its user and password are the master's)")
 	s.Secret(&c.RedisSentinelPassword, "redis-sentinel-password", "REDIS_SENTINEL_PASSWORD", "", "password of the Sentinels themselves, if they require one")
-	s.URL(&c.RabbitURL, "rabbitmq-url", "RABBITMQ_CONN_URL", DefaultRabbitURL, "RabbitMQ `URL`")
+	s.URLList(&c.RabbitURL, "rabbitmq-url", "RABBITMQ_CONN_URL", DefaultRabbitURL, "RabbitMQ `URL`, or the URLs of a cluster's nodes, comma-separated (connects to any, and to another when one is lost)")
 	s.String(&c.Queue, "queue", "RABBITMQ_QUEUE_NAME", DefaultQueue, "queue to consume")
 	s.rabbitTopology(&c.Topology)
 	s.String(&c.Addr, "addr", "CONSUMER_PORT", DefaultConsumerAddr, "HTTP listen address: host:port; a bare port listens on 127.0.0.1, :port on every interface")

@@ -35,7 +35,7 @@ func ParseProducer(args []string, getenv Getenv, out io.Writer) (Producer, error
 	}
 	s := &set{fs: fs, getenv: getenv}
 	s.String(&c.RejectsPath, "rejects", "", "", "where to write rejected rows (default: FILE with .rejects.csv, or rejects.csv for stdin)")
-	s.URL(&c.RabbitURL, "rabbitmq-url", "RABBITMQ_CONN_URL", DefaultRabbitURL, "RabbitMQ `URL`")
+	s.URLList(&c.RabbitURL, "rabbitmq-url", "RABBITMQ_CONN_URL", DefaultRabbitURL, "RabbitMQ `URL`, or the URLs of a cluster's nodes, comma-separated (connects to any, and to another when one is lost)")
 	s.String(&c.Queue, "queue", "RABBITMQ_QUEUE_NAME", DefaultQueue, "queue to publish to")
 	s.rabbitTopology(&c.Topology)
 	s.Int(&c.BatchSize, "batch", "PRODUCER_BATCH_SIZE", 2000, "users per message")

@@ -132,9 +132,11 @@ func (o ConsumerOptions) withDefaults() ConsumerOptions {
 // handler that panics dead-letters the message with the panic as reason,
 // because the panic would otherwise recur on every redelivery.
 type Consumer struct {
-	url, queue string
-	opts       ConsumerOptions
-	log        *slog.Logger
+	queue    string
+	nodes    *nodes
+	nodesErr error // a malformed URL list, returned by Run
+	opts     ConsumerOptions
+	log      *slog.Logger
 
 	running  atomic.Bool
 	mu       sync.Mutex
@@ -143,10 +145,12 @@ type Consumer struct {
 	tcp      tcpConn
 }
 
-// NewConsumer returns a Consumer of queue at url; Run connects.
+// NewConsumer returns a Consumer of queue at url, which may list the
+// nodes of a cluster, comma-separated; Run connects to one of them.
 func NewConsumer(url, queue string, opts ConsumerOptions) *Consumer {
 	opts = opts.withDefaults()
-	return &Consumer{url: url, queue: queue, opts: opts, log: opts.Logger.With("queue", queue)}
+	n, err := parseNodes(url)
+	return &Consumer{nodes: n, nodesErr: err, queue: queue, opts: opts, log: opts.Logger.With("queue", queue)}
 }
 
 // Connected reports whether the consumer holds a live connection (for
@@ -165,6 +169,9 @@ func (c *Consumer) Connected() bool { return c.session() != nil }
 func (c *Consumer) Run(ctx context.Context, handle Handler) error {
 	if err := validQueueName(c.queue); err != nil {
 		return err
+	}
+	if c.nodesErr != nil {
+		return c.nodesErr
 	}
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("rabbitmq: consumer is already running")
@@ -223,6 +230,7 @@ func (c *Consumer) setSession(s *session) {
 // channel to publish dead letters on.
 type session struct {
 	conn       *amqp.Connection
+	node       string // host:port of the broker
 	ch         *amqp.Channel
 	tag        string
 	deliveries <-chan amqp.Delivery
@@ -235,11 +243,11 @@ type session struct {
 }
 
 func (c *Consumer) open() (*session, error) {
-	conn, err := dial(c.url, "viswals consumer "+c.queue, &c.tcp)
+	conn, node, err := c.nodes.dial("viswals consumer "+c.queue, &c.tcp, c.log)
 	if err != nil {
 		return nil, err
 	}
-	s := &session{conn: conn, tag: consumerTag()}
+	s := &session{conn: conn, node: node, tag: consumerTag()}
 	if err := s.setup(c.queue, c.opts.Topology, c.opts.Prefetch); err != nil {
 		conn.Close()
 		return nil, classify(err)
@@ -281,7 +289,7 @@ func (c *Consumer) serve(ctx context.Context, s *session, handle Handler) error 
 	defer s.conn.Close()
 	c.setSession(s)
 	defer c.setSession(nil)
-	c.log.Info("consuming", "prefetch", c.opts.Prefetch, "workers", c.opts.Workers)
+	c.log.Info("consuming", "node", s.node, "prefetch", c.opts.Prefetch, "workers", c.opts.Workers)
 
 	// Handlers get a context of their own: shutdown must not abort work
 	// in flight, only bound it.

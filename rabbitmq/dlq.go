@@ -11,6 +11,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/internal/wait"
 )
 
 // Headers of the dead-letter path.
@@ -62,7 +63,11 @@ func ListDeadLetters(ctx context.Context, url, queue string, max int, fn func(DL
 		if last == 0 {
 			return
 		}
-		if nerr := ch.Nack(last, true, true); nerr != nil && err == nil {
+		nerr := ch.Nack(last, true, true)
+		if nerr == nil {
+			nerr = settled(ch, DLQName(queue))
+		}
+		if nerr != nil && err == nil {
 			// Closing the channel requeues them anyway.
 			err = fmt.Errorf("requeue listed dead letters: %w", nerr)
 		}
@@ -134,19 +139,30 @@ func ReplayDeadLetters(ctx context.Context, url, queue string, topo Topology, ma
 	return moved, settled(ch, DLQName(queue))
 }
 
-// settled returns once the acks sent on ch to queue have taken effect.
-// A quorum queue applies acks asynchronously, and those still pending
-// when the channel closes are undone: the messages come back. A
+// settled returns once the acks and nacks sent on ch to queue have taken
+// effect, so that whoever looks at the queue next (a replay after a
+// listing) finds it as they left it. A quorum queue applies them
+// asynchronously, after the channel that sent them may be gone. A
 // basic.get is applied in order after them and answered only then; the
-// message it may take is handed back at once.
+// message it may take is handed back, and waited for, the same way.
 func settled(ch *amqp.Channel, queue string) error {
 	d, ok, err := ch.Get(queue, false)
+	if err != nil || !ok {
+		return classify(err)
+	}
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 	if err != nil {
-		return fmt.Errorf("get from %q: %w", queue, classify(err))
+		return classify(err)
 	}
-	if ok {
-		return d.Nack(false, true)
+	if err := d.Nack(false, true); err != nil {
+		return classify(err)
 	}
+	// Bounded: a message that expires meanwhile never comes back, and
+	// the channel's close hands it back anyway.
+	_ = wait.Poll(5*time.Second, "the message to be back in "+queue, func() (bool, string, error) {
+		back, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+		return err != nil || back.Messages > q.Messages, "", nil
+	})
 	return nil
 }
 
@@ -156,7 +172,7 @@ func openDLQ(url, queue, what string) (*amqp.Connection, *amqp.Channel, int, err
 	if err := validQueueName(queue); err != nil {
 		return nil, nil, 0, err
 	}
-	conn, err := dial(url, "viswals dlq "+what+" "+queue, nil)
+	conn, err := dialNodes(url, "viswals dlq "+what+" "+queue)
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("connect to RabbitMQ: %w", err)
 	}

@@ -42,7 +42,7 @@ func MigrateQueues(ctx context.Context, url, queue string, topo Topology) ([]Mig
 		return nil, err
 	}
 	topo = topo.withDefaults()
-	conn, err := dial(url, "viswals queue migrate "+queue, nil)
+	conn, err := dialNodes(url, "viswals queue migrate "+queue)
 	if err != nil {
 		return nil, fmt.Errorf("connect to RabbitMQ: %w", err)
 	}

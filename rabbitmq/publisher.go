@@ -104,11 +104,17 @@ type flushReq struct {
 	done chan error
 }
 
-// NewPublisher connects to url, declares the topology of queue and returns
+// NewPublisher connects to url (or to one of the nodes of a cluster,
+// given as a comma-separated list of URLs; after a loss it reconnects to
+// another), declares the topology of queue and returns
 // a Publisher. It retries the connection for opts.ReconnectTimeout (or
 // until ctx is done); ctx bounds only this first connection.
 func NewPublisher(ctx context.Context, url, queue string, opts PublisherOptions) (*Publisher, error) {
 	if err := validQueueName(queue); err != nil {
+		return nil, err
+	}
+	nodes, err := parseNodes(url)
+	if err != nil {
 		return nil, err
 	}
 	opts = opts.withDefaults()
@@ -121,7 +127,7 @@ func NewPublisher(ctx context.Context, url, queue string, opts PublisherOptions)
 		cancel: cancel,
 		done:   make(chan struct{}),
 	}
-	l := &publishLoop{p: p, url: url, queue: queue, opts: opts}
+	l := &publishLoop{p: p, nodes: nodes, queue: queue, opts: opts}
 	if err := l.connect(ctx); err != nil {
 		cancel()
 		return nil, fmt.Errorf("connect publisher for queue %q: %w", queue, err)
@@ -223,7 +229,8 @@ var errPublisherClosed = errors.New("rabbitmq: publisher is closed")
 // channels, so none of its state needs a lock.
 type publishLoop struct {
 	p     *Publisher
-	url   string
+	nodes *nodes
+	node  string // host:port of the broker of the current connection
 	queue string
 	opts  PublisherOptions
 
@@ -251,7 +258,7 @@ func (l *publishLoop) run(ctx context.Context) {
 				return
 			}
 			l.p.reconnects.Add(1)
-			l.p.log.Info("reconnected to RabbitMQ", "republishing", len(l.unsent))
+			l.p.log.Info("reconnected to RabbitMQ", "node", l.node, "republishing", len(l.unsent))
 		}
 		l.sendUnsent()
 		if l.ch == nil {
@@ -321,10 +328,11 @@ func (l *publishLoop) connect(ctx context.Context) error {
 }
 
 func (l *publishLoop) open() error {
-	conn, err := dial(l.url, "viswals publisher "+l.queue, &l.p.tcp)
+	conn, node, err := l.nodes.dial("viswals publisher "+l.queue, &l.p.tcp, l.p.log)
 	if err != nil {
 		return err
 	}
+	l.node = node
 	ch, err := conn.Channel()
 	if err == nil {
 		err = Declare(ch, l.queue, l.opts.Topology)
