@@ -99,14 +99,10 @@ func (t Topology) queueArgs(queue string) amqp.Table {
 	if t.Type == Quorum {
 		args["x-queue-type"] = Quorum
 		args["x-delivery-limit"] = int64(t.DeliveryLimit)
-		// At-least-once dead-lettering: the broker keeps a message it
-		// dead-letters (delivery limit reached, rejected) until the
-		// dead-letter queue has confirmed it, instead of dropping it if
-		// the dead-letter queue cannot take it at that moment. It needs
-		// the reject-publish overflow, which never applies here since the
-		// work queue has no length limit.
-		args["x-dead-letter-strategy"] = "at-least-once"
-		args["x-overflow"] = "reject-publish"
+		// Dead-lettering stays at most once (the broker's default): the
+		// at-least-once strategy needs the reject-publish overflow, and
+		// with it RabbitMQ 3.10 went on refusing every publish after the
+		// queue's leader changed (a cluster node killed).
 	}
 	return args
 }
