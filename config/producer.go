@@ -20,6 +20,8 @@ type Producer struct {
 	ReconnectTimeout time.Duration
 	LogLevel         string
 	SigningKey       string // INGEST_SIGNING_KEY; "": messages go unsigned
+	Seal             bool   // seal emails before publishing, with Keys
+	Keys             EncryptionKeys
 }
 
 // ParseProducer reads the producer's flags and environment. It returns
@@ -44,6 +46,8 @@ func ParseProducer(args []string, getenv Getenv, out io.Writer) (Producer, error
 	s.Duration(&c.ReconnectTimeout, "reconnect-timeout", "PRODUCER_RECONNECT_TIMEOUT", time.Minute, "give up when the broker stays unreachable this long")
 	s.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	s.Secret(&c.SigningKey, "signing-key", "INGEST_SIGNING_KEY", "", "`key` to sign every message with (HMAC-SHA256), the consumer's INGEST_SIGNING_KEY")
+	s.Bool(&c.Seal, "seal", "PRODUCER_SEAL", false, "seal every email with the consumer's keys (ENCRYPTION_KEY or ENCRYPTION_KEYS) before publishing, so the broker never holds plaintext")
+	s.encryptionKeys(&c.Keys)
 	if err := s.parse(args); err != nil {
 		return c, usageError(err)
 	}

@@ -125,25 +125,73 @@ func New(store Store, cache Cache, sealer Sealer, opts Options) *Ingester {
 // would write nothing to the cache). For such a batch the users it did not
 // change are read back from the store and cached as they are stored.
 func (in *Ingester) Ingest(ctx context.Context, recs []viswals.Record, seenBefore bool) ([]viswals.Refusal, error) {
+	return in.ingest(ctx, recs, seenBefore, false)
+}
+
+// IngestSealed is Ingest for records whose emails the producer sealed
+// already (with the same keys): each is stored as it came, once it is
+// checked to open, under its own user id, to a valid email; one that does
+// not is refused with the reason. The broker never held the plaintext.
+func (in *Ingester) IngestSealed(ctx context.Context, recs []viswals.Record, seenBefore bool) ([]viswals.Refusal, error) {
+	return in.ingest(ctx, recs, seenBefore, true)
+}
+
+// Opener opens emails sealed elsewhere: *emailcrypt.Keyring is one. The
+// Sealer given to New must be one for IngestSealed.
+type Opener interface {
+	Decrypt(userID int64, sealed string) (string, error)
+	Hash(plaintext string) []byte
+}
+
+// adopt returns r, whose email is sealed, as stored; refuse says why it
+// cannot be.
+func (in *Ingester) adopt(r viswals.Record) (s viswals.SealedUser, refuse error) {
+	op, ok := in.sealer.(Opener)
+	if !ok {
+		return s, viswals.Errorf(viswals.EINVALID, "email_address is sealed, and this consumer cannot open sealed emails")
+	}
+	plain, err := op.Decrypt(r.ID, r.Email)
+	if err != nil {
+		return s, viswals.Errorf(viswals.EINVALID, "email_address is sealed but does not open with this consumer's keys: %v", err)
+	}
+	opened := r
+	opened.Email = plain
+	if err := opened.Validate(); err != nil {
+		return s, err
+	}
+	return viswals.SealedUser{
+		ID: r.ID, FirstName: r.FirstName, LastName: r.LastName,
+		EmailSealed: r.Email, EmailHash: op.Hash(plain),
+		CreatedAt: r.CreatedAt, DeletedAt: r.DeletedAt, MergedAt: r.MergedAt, ParentUserID: r.ParentUserID,
+		Version: r.Version,
+	}, nil
+}
+
+func (in *Ingester) ingest(ctx context.Context, recs []viswals.Record, seenBefore, emailsSealed bool) ([]viswals.Refusal, error) {
 	start := time.Now()
 	sealed := make([]viswals.SealedUser, 0, len(recs))
 	index := make([]int, 0, len(recs)) // sealed[i] is recs[index[i]]
 	var refused []viswals.Refusal
 	now := in.opts.Now()
 	for i := range recs {
-		err := recs[i].Validate()
-		if err == nil {
-			err = recs[i].Version.CheckNotAhead(now, in.opts.MaxVersionSkew)
+		err := recs[i].Version.CheckNotAhead(now, in.opts.MaxVersionSkew)
+		var s viswals.SealedUser
+		switch {
+		case err != nil:
+		case emailsSealed:
+			s, err = in.adopt(recs[i])
+		default:
+			if err = recs[i].Validate(); err == nil {
+				if s, err = in.sealer.Seal(recs[i]); err != nil {
+					// Not the record's fault (the system's randomness
+					// failed): the caller retries the whole batch later.
+					return nil, fmt.Errorf("seal user %d: %w", recs[i].ID, err)
+				}
+			}
 		}
 		if err != nil {
 			refused = append(refused, viswals.Refusal{Index: i, Reason: err.Error()})
 			continue
-		}
-		s, err := in.sealer.Seal(recs[i])
-		if err != nil {
-			// Not the record's fault (the system's randomness failed):
-			// the caller retries the whole batch later.
-			return nil, fmt.Errorf("seal user %d: %w", recs[i].ID, err)
 		}
 		sealed = append(sealed, s)
 		index = append(index, i)

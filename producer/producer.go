@@ -46,6 +46,15 @@ type Options struct {
 	// LoadID is stamped on every record's version, so that a later load's
 	// rows win over an earlier one's.
 	LoadID int64
+	// Sealer, when set, seals every email before it is encoded, so that
+	// the broker never holds one in plaintext; ContentType must then say
+	// so (rabbitmq.WithSealedEmails).
+	Sealer Sealer
+}
+
+// Sealer seals a user's email. *emailcrypt.Keyring is one.
+type Sealer interface {
+	Encrypt(userID int64, email string) (string, error)
 }
 
 // Counts is what a run did, in rows except Messages.
@@ -84,6 +93,15 @@ func (p *Producer) Run(ctx context.Context) (Counts, error) {
 	})
 	g.Go(func() error {
 		for batch := range batches {
+			if p.opts.Sealer != nil {
+				for i := range batch {
+					sealed, err := p.opts.Sealer.Encrypt(batch[i].ID, batch[i].Email)
+					if err != nil {
+						return fmt.Errorf("seal email of user %d: %w", batch[i].ID, err)
+					}
+					batch[i].Email = sealed
+				}
+			}
 			body, err := rabbitmq.Encode(p.opts.ContentType, batch)
 			if err != nil {
 				return fmt.Errorf("encode batch: %w", err)

@@ -15,6 +15,9 @@ import (
 // shutdown): the message is then handed back to be delivered again.
 type Ingester interface {
 	Ingest(ctx context.Context, recs []viswals.Record, redelivered bool) ([]viswals.Refusal, error)
+	// IngestSealed is Ingest for records whose emails are sealed already
+	// (a content type marked by WithSealedEmails).
+	IngestSealed(ctx context.Context, recs []viswals.Record, redelivered bool) ([]viswals.Refusal, error)
 }
 
 // BatchHandler is the consumer's message handler for batches of users:
@@ -36,7 +39,11 @@ func BatchHandler(in Ingester, log *slog.Logger) Handler {
 		}
 		assignVersions(recs, time.Now())
 
-		refused, err := in.Ingest(ctx, recs, d.Redelivered)
+		ingest := in.Ingest
+		if EmailsSealed(d.ContentType) {
+			ingest = in.IngestSealed
+		}
+		refused, err := ingest(ctx, recs, d.Redelivered)
 		if err != nil {
 			log.Warn("requeueing message", "message_id", d.MessageID, "err", err)
 			return Requeue{}

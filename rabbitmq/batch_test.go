@@ -24,6 +24,10 @@ type fakeIngester struct {
 	redelivered bool
 }
 
+func (f *fakeIngester) IngestSealed(ctx context.Context, recs []viswals.Record, redelivered bool) ([]viswals.Refusal, error) {
+	return f.Ingest(ctx, recs, redelivered)
+}
+
 func (f *fakeIngester) Ingest(_ context.Context, recs []viswals.Record, redelivered bool) ([]viswals.Refusal, error) {
 	if f.err != nil {
 		return nil, f.err

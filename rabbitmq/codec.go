@@ -21,6 +21,23 @@ const (
 	ContentTypeJSON = "application/json"
 )
 
+// SealedEmails marks, as a parameter of the content type, a batch whose
+// emails the producer sealed (producer --seal): "application/x-gob;
+// emails=sealed". Being in the content type, it is covered by the
+// signature.
+const sealedParam, sealedValue = "emails", "sealed"
+
+// WithSealedEmails returns contentType marked as holding sealed emails.
+func WithSealedEmails(contentType string) string {
+	return contentType + "; " + sealedParam + "=" + sealedValue
+}
+
+// EmailsSealed reports whether contentType marks sealed emails.
+func EmailsSealed(contentType string) bool {
+	_, params, err := mime.ParseMediaType(contentType)
+	return err == nil && params[sealedParam] == sealedValue
+}
+
 // Bounds on what Decode accepts, so that one hostile or broken message
 // cannot exhaust the consumer's memory. Encode refuses to produce anything
 // Decode would refuse. MaxBodyBytes is also the broker's max_message_size

@@ -118,6 +118,10 @@ type syncIngester struct {
 	ids map[int64]int
 }
 
+func (s *syncIngester) IngestSealed(ctx context.Context, recs []viswals.Record, redelivered bool) ([]viswals.Refusal, error) {
+	return s.Ingest(ctx, recs, redelivered)
+}
+
 func (s *syncIngester) Ingest(_ context.Context, recs []viswals.Record, _ bool) ([]viswals.Refusal, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -2,7 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"io"
+	"maps"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -80,4 +85,48 @@ func TestSignedLoad(t *testing.T) {
 	assert.Less(t, table[1].versionLoad, int64(math.MaxInt64))
 	assert.Contains(t, table, int64(77))
 	assert.NotContains(t, table, int64(78))
+}
+
+// producer --seal: the broker holds only sealed emails; the consumer
+// stores them as they came, once they open, and serves the right ones. A
+// producer sealing with other keys has its users refused, with the reason.
+func TestSealedLoad(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	e.vars["INGEST_SIGNING_KEY"] = testSigningKey
+	base := e.startConsumer(t)
+	path := filepath.Join(t.TempDir(), "users.csv")
+	require.NoError(t, os.WriteFile(path, []byte(input), 0o600))
+
+	assert.Contains(t, e.produce(t, path, "--seal"), "published=6")
+	waitIngested(t, base, "the sealed load", 6)
+	table := readTable(t, e) // opens every email with the consumer's keys
+	for id, w := range want() {
+		assert.Equal(t, w, normalise(table[id].user), "user %d", id)
+	}
+	resp, err := http.Get(base + "/users/3")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, string(body), `"email_address":"zoe@example.com"`)
+
+	// Another key: every user refused, none stored over the good ones.
+	other := map[string]string{}
+	maps.Copy(other, e.vars)
+	otherKey := make([]byte, 32)
+	_, err = rand.Read(otherKey)
+	require.NoError(t, err)
+	other["ENCRYPTION_KEY"] = base64.StdEncoding.EncodeToString(otherKey)
+	saved := e.vars
+	e.vars = other
+	e.produce(t, path, "--seal")
+	e.vars = saved
+	rmqtest.WaitMessages(t, e.rabbit, rabbitmq.DLQName(e.queue), 1, 30*time.Second)
+	dl := deadLetters(t, e)
+	require.Len(t, dl[""], 1)
+	assert.Contains(t, dl[""][0], "6 of 6 users refused")
+	assert.Contains(t, dl[""][0], "email_address is sealed but does not open")
+	assert.Equal(t, table, readTable(t, e))
 }

@@ -46,6 +46,14 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 	defer rejectsFile.Close()
 	rejects := csvin.NewRejectWriter(rejectsFile, rows.Header())
 
+	var sealer producer.Sealer
+	if cfg.Seal {
+		keyring, err := cfg.Keys.Keyring()
+		if err != nil {
+			return fmt.Errorf("--seal: %w", err)
+		}
+		sealer = keyring
+	}
 	var signer *rabbitmq.Signer
 	if cfg.SigningKey != "" {
 		if signer, err = rabbitmq.NewSigner(cfg.SigningKey); err != nil {
@@ -68,6 +76,9 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 	if cfg.Format == "json" {
 		contentType = rabbitmq.ContentTypeJSON
 	}
+	if sealer != nil {
+		contentType = rabbitmq.WithSealedEmails(contentType)
+	}
 	bar := producer.NewBar(stderr)
 	start := time.Now()
 	p := producer.New(rows, pub, rejects, bar, producer.Options{
@@ -75,6 +86,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 		BatchSize:   cfg.BatchSize,
 		// The load id orders this run's rows after every earlier run's.
 		LoadID: start.UnixNano(),
+		Sealer: sealer,
 	})
 	n, err := p.Run(ctx)
 	bar.Finish()
