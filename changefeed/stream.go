@@ -289,12 +289,12 @@ func (s *Stream) classify(pos viswals.Pos, first, last string, before viswals.Be
 		return EventLeave, true
 	}
 	// The state before did not match, but a stream that never saw it may
-	// have shown an older one that did. A state before the read started
-	// was returned by an earlier read (the store holds a read back rather
+	// have shown an older one that did. A state at or before where the read
+	// started was returned by an earlier read (the store holds a read back rather
 	// than let it pass a state whose row moved on, see Source.Changes), so
 	// the stream handled it; so was a state visible in the snapshot: the
 	// snapshot phase read the row after it was written.
-	seen := (viswals.Pos{Xid: before.Xid, ID: pos.ID}).Less(from) ||
+	seen := !from.Less(viswals.Pos{Xid: before.Xid, ID: pos.ID}) ||
 		(s.cur.HasSnap && s.cur.Snap.Visible(before.Xid))
 	return EventLeave, !seen
 }
