@@ -602,7 +602,7 @@ func (s *stack) deadLetters() map[string]deadLetter {
 func (s *stack) dlq(cmd string) string {
 	s.t.Helper()
 	p := s.start("consumer", false, []string{
-		"RABBITMQ_CONN_URL=" + s.rabbit.url(),
+		"RABBITMQ_CONN_URL=" + s.brokers,
 		"RABBITMQ_QUEUE_NAME=" + s.queue,
 	}, "dlq", cmd)
 	if !p.wait(startTimeout) {

@@ -183,6 +183,19 @@ type rabbitNode struct {
 }
 
 func startRabbit(dir string) (*rabbitNode, error) {
+	n, err := newRabbitNode(dir, dir, "faults-"+randHex(4)+"@localhost")
+	if err != nil {
+		return nil, err
+	}
+	if err := n.launch(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// newRabbitNode prepares a node named node in dir, whose Erlang cookie is
+// in home (nodes of one cluster share it); launch starts it.
+func newRabbitNode(dir, home, node string) (*rabbitNode, error) {
 	server, ctl, err := testservers.RabbitScripts()
 	if err != nil {
 		return nil, err
@@ -190,7 +203,7 @@ func startRabbit(dir string) (*rabbitNode, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	n := &rabbitNode{server: server, ctlPath: ctl, dir: dir, node: "faults-" + randHex(4) + "@localhost"}
+	n := &rabbitNode{server: server, ctlPath: ctl, dir: dir, node: node}
 	if n.port, err = testservers.FreePort(); err != nil {
 		return nil, err
 	}
@@ -209,7 +222,7 @@ func startRabbit(dir string) (*rabbitNode, error) {
 		}
 	}
 	n.env = cleanEnv(
-		"HOME="+dir, // the Erlang cookie of this node and of its rabbitmqctl
+		"HOME="+home, // the Erlang cookie of this node and of its rabbitmqctl
 		"RABBITMQ_NODENAME="+n.node,
 		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
 		"RABBITMQ_NODE_PORT="+strconv.Itoa(n.port),
@@ -223,9 +236,6 @@ func startRabbit(dir string) (*rabbitNode, error) {
 		// process we start is the node itself.
 		"RUNNING_UNDER_SYSTEMD=true",
 	)
-	if err := n.launch(); err != nil {
-		return nil, err
-	}
 	return n, nil
 }
 

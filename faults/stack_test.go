@@ -48,7 +48,12 @@ type stack struct {
 	pg     *pgCluster
 	redis  *redisServer
 	rabbit *rabbitNode
-	queue  string
+	// cluster, for the scenarios that run one: rabbit is its first node.
+	cluster *rabbitCluster
+	// brokers is RABBITMQ_CONN_URL of the producers: rabbit's URL, or
+	// every node of the cluster.
+	brokers string
+	queue   string
 	key    string
 	ring   *emailcrypt.Keyring
 	apiKey string // an admin's API key, in the consumers' API_KEYS_FILE
@@ -59,11 +64,13 @@ type stack struct {
 
 type stackOptions struct {
 	ownRabbit bool // a RabbitMQ node of the scenario's own, which it may restart
+	cluster   int  // a RabbitMQ cluster of the scenario's own, of this many nodes
+	rows      int  // an input of its own of this many rows (default: the shared 100k)
 }
 
 func newStack(t *testing.T, opts stackOptions) *stack {
 	t.Helper()
-	prepare(t, !opts.ownRabbit)
+	prepare(t, !opts.ownRabbit && opts.cluster == 0)
 	s := &stack{t: t, dir: filepath.Join(shared.root, strings.ReplaceAll(t.Name(), "/", "_")+"-"+randHex(3)), names: map[string]int{}}
 	if err := os.Mkdir(s.dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -117,7 +124,28 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	t.Cleanup(rs.close)
 	s.redis = rs
 
-	if opts.ownRabbit {
+	if opts.rows > 0 {
+		start := time.Now()
+		in, err := generateInput(filepath.Join(s.dir, "users.csv"), opts.rows, 5)
+		if err != nil {
+			t.Fatalf("generate the input: %v", err)
+		}
+		s.in = in
+		t.Logf("generated %v in %s", in, time.Since(start).Round(time.Millisecond))
+	}
+	switch {
+	case opts.cluster > 0:
+		start := time.Now()
+		cl, err := startRabbitCluster(filepath.Join(s.dir, "rabbit"), opts.cluster)
+		if cl != nil {
+			t.Cleanup(cl.close)
+		}
+		if err != nil {
+			t.Fatalf("start a RabbitMQ cluster: %v", err)
+		}
+		s.cluster, s.rabbit = cl, cl.nodes[0]
+		t.Logf("own RabbitMQ cluster of %d nodes up in %s", len(cl.nodes), time.Since(start).Round(time.Millisecond))
+	case opts.ownRabbit:
 		start := time.Now()
 		node, err := startRabbit(filepath.Join(s.dir, "rabbit"))
 		if err != nil {
@@ -126,11 +154,15 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		t.Cleanup(node.close)
 		s.rabbit = node
 		t.Logf("own RabbitMQ node %s up in %s", node.node, time.Since(start).Round(time.Millisecond))
-	} else {
+	default:
 		s.rabbit = shared.rabbit
 	}
+	s.brokers = s.rabbit.url()
+	if s.cluster != nil {
+		s.brokers = s.cluster.urls()
+	}
 	s.queue = "faults-" + strings.ToLower(t.Name()) + "-" + randHex(3)
-	if !opts.ownRabbit {
+	if !opts.ownRabbit && opts.cluster == 0 {
 		t.Cleanup(s.deleteQueues)
 	}
 	// Registered last, so it runs first: the tails show the state at the
@@ -159,8 +191,14 @@ func (s *stack) dumpOnFailure() {
 	if s.redis.p != nil {
 		b.WriteString(s.redis.p.tail(10))
 	}
-	if t := s.rabbit.logTail(20); t != "" {
-		fmt.Fprintf(&b, "--- rabbitmq node %s\n%s", s.rabbit.node, t)
+	nodes := []*rabbitNode{s.rabbit}
+	if s.cluster != nil {
+		nodes = s.cluster.nodes
+	}
+	for _, n := range nodes {
+		if t := n.logTail(20); t != "" {
+			fmt.Fprintf(&b, "--- rabbitmq node %s\n%s", n.node, t)
+		}
 	}
 	s.t.Log(b.String())
 }
@@ -225,6 +263,12 @@ type consumer struct {
 // startConsumer starts a consumer and waits until its HTTP server answers.
 func (s *stack) startConsumer() *consumer {
 	s.t.Helper()
+	return s.startConsumerAt(s.brokers)
+}
+
+// startConsumerAt starts a consumer whose RABBITMQ_CONN_URL is brokers.
+func (s *stack) startConsumerAt(brokers string) *consumer {
+	s.t.Helper()
 	port, err := testservers.FreePort()
 	if err != nil {
 		s.t.Fatal(err)
@@ -233,7 +277,7 @@ func (s *stack) startConsumer() *consumer {
 	c.proc = s.start("consumer", false, []string{
 		"POSTGRES_CONN_URL=" + s.pg.url(),
 		"REDIS_CONN_URL=" + s.redis.url(),
-		"RABBITMQ_CONN_URL=" + s.rabbit.url(),
+		"RABBITMQ_CONN_URL=" + brokers,
 		"RABBITMQ_QUEUE_NAME=" + s.queue,
 		"CONSUMER_PORT=" + c.addr,
 		"ENCRYPTION_KEY=" + s.key,
@@ -319,7 +363,7 @@ func (s *stack) kill(p *proc) {
 // many messages, so that a fault always finds some in flight.
 func (s *stack) producerEnv() []string {
 	return []string{
-		"RABBITMQ_CONN_URL=" + s.rabbit.url(),
+		"RABBITMQ_CONN_URL=" + s.brokers,
 		"RABBITMQ_QUEUE_NAME=" + s.queue,
 		"PRODUCER_BATCH_SIZE=500",
 		"PRODUCER_RECONNECT_TIMEOUT=3m",
