@@ -54,12 +54,12 @@ type stack struct {
 	// every node of the cluster.
 	brokers string
 	queue   string
-	key    string
-	ring   *emailcrypt.Keyring
-	apiKey string // an admin's API key, in the consumers' API_KEYS_FILE
-	keys   string // that file
-	procs  []*proc
-	names  map[string]int
+	key     string
+	ring    *emailcrypt.Keyring
+	apiKey  string // an admin's API key, in the consumers' API_KEYS_FILE
+	keys    string // that file
+	procs   []*proc
+	names   map[string]int
 }
 
 type stackOptions struct {
