@@ -148,20 +148,33 @@ func TestRabbitMQClusterNodesKilled(t *testing.T) {
 	cl := s.cluster
 	c1 := s.startConsumerAt(cl.urls(0, 1, 2))
 	c2 := s.startConsumerAt(cl.urls(2, 1, 0))
-	// The producer reads stdin so that it is mid-file when the node goes.
+	// The producer reads stdin, fed in parts, so that it is mid-file at
+	// each fault and the load cannot end before the faults are over.
 	p := s.startProducerStdin()
 	fed := make(chan error, 1)
-	go func() {
-		err := s.feed(p.stdin, 0, s.in.size)
-		p.stdin.Close()
-		fed <- err
-	}()
+	feed := func(from, to float64) {
+		t.Helper()
+		go func() { fed <- s.feed(p.stdin, int64(float64(s.in.size)*from), int64(float64(s.in.size)*to)) }()
+	}
+	waitFed := func() {
+		t.Helper()
+		select {
+		case err := <-fed:
+			if err != nil {
+				t.Fatalf("feed %s: %v", p.name, err)
+			}
+		case <-time.After(loadTimeout):
+			t.Fatalf("%s did not take its input within %s", p.name, loadTimeout)
+		}
+	}
 
-	n := s.waitRows(s.share(0.25), c1, c2)
+	feed(0, 0.5)
+	n := s.waitRows(s.share(0.2), c1, c2)
 	wait.For(s.t, loadTimeout, "both consumers to have ingested rows", func() (bool, string) {
 		a, b := c1.metric("viswals_rows_ingested_total"), c2.metric("viswals_rows_ingested_total")
 		return a > 0 && b > 0, fmt.Sprintf("%s: %.0f rows, %s: %.0f rows", c1.name, a, c2.name, b)
 	})
+	waitFed()
 	leader, err := cl.leader(s.queue)
 	if err != nil {
 		t.Fatal(err)
@@ -169,8 +182,10 @@ func TestRabbitMQClusterNodesKilled(t *testing.T) {
 	cl.nodes[leader].kill()
 	t.Logf("killed %s, the leader of %s, with SIGKILL at %d users", cl.nodes[leader].node, s.queue, n)
 
-	// Ingestion goes on without it.
-	n = s.waitRows(n+s.share(0.1), c1, c2)
+	// Publishing and ingestion go on without it.
+	feed(0.5, 0.8)
+	n = s.waitRows(s.share(0.55), c1, c2)
+	waitFed()
 	if err := cl.nodes[leader].relaunch(); err != nil {
 		t.Fatal(err)
 	}
@@ -183,14 +198,9 @@ func TestRabbitMQClusterNodesKilled(t *testing.T) {
 	}
 	t.Logf("%s restarted at %d users", cl.nodes[second].node, m)
 
-	select {
-	case err := <-fed:
-		if err != nil {
-			t.Fatalf("feed %s: %v", p.name, err)
-		}
-	case <-time.After(loadTimeout):
-		t.Fatalf("%s did not take its input within %s", p.name, loadTimeout)
-	}
+	feed(0.8, 1)
+	waitFed()
+	p.stdin.Close()
 	s.waitProducer(p)
 	s.finish(s.in.want, 0, c1, c2)
 	for _, c := range []*consumer{c1, c2} {
