@@ -143,6 +143,9 @@ func (c *rabbitCluster) close() {
 // majority, and the clients move to another node.
 func TestRabbitMQClusterNodesKilled(t *testing.T) {
 	skipShort(t)
+	if !*clusterScenario {
+		t.Skip("opt-in until it has passed on a quiet machine: run with -faults.cluster")
+	}
 	t.Parallel()
 	s := newStack(t, stackOptions{cluster: 3, rows: 200_000})
 	cl := s.cluster
@@ -209,6 +212,8 @@ func TestRabbitMQClusterNodesKilled(t *testing.T) {
 		}
 	}
 }
+
+var clusterScenario = flag.Bool("faults.cluster", false, "run TestRabbitMQClusterNodesKilled: a 3-node RabbitMQ cluster that loses nodes during a 200k-row load")
 
 var clusterBench = flag.Bool("faults.cluster-bench", false, "run TestRabbitMQClusterThroughput: 200k rows through a 3-node cluster with 1, 2 and 4 consumers (for docs/scaling.md)")
 
