@@ -27,6 +27,7 @@ import (
 	"github.com/viswals/viswals/internal/testservers"
 	"github.com/viswals/viswals/internal/wait"
 	"github.com/viswals/viswals/rediscache"
+	"github.com/viswals/viswals/rediscache/redistest"
 )
 
 // Deadlines of the polls. Generous: the machine may be busy with other
@@ -41,13 +42,15 @@ var (
 // a queue of its own on a RabbitMQ node (its own node when it restarts the
 // broker), an encryption key, and the processes it starts.
 type stack struct {
-	t      *testing.T
-	bin    string
-	dir    string
-	in     *input
-	pg     *pgCluster
-	redis  *redisServer
-	rabbit *rabbitNode
+	t     *testing.T
+	bin   string
+	dir   string
+	in    *input
+	pg    *pgCluster
+	redis *redisServer
+	// redisCluster, with stackOptions.redisCluster: the consumers' Redis.
+	redisCluster *redistest.Cluster
+	rabbit       *rabbitNode
 	// cluster, for the scenarios that run one: rabbit is its first node.
 	cluster *rabbitCluster
 	// brokers is RABBITMQ_CONN_URL of the producers: rabbit's URL, or
@@ -66,6 +69,9 @@ type stackOptions struct {
 	ownRabbit bool // a RabbitMQ node of the scenario's own, which it may restart
 	cluster   int  // a RabbitMQ cluster of the scenario's own, of this many nodes
 	rows      int  // an input of its own of this many rows (default: the shared 100k)
+	// redisCluster gives the consumers a Redis Cluster of the scenario's
+	// own, of three masters each with a replica, instead of one server.
+	redisCluster bool
 }
 
 func newStack(t *testing.T, opts stackOptions) *stack {
@@ -123,6 +129,16 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	}
 	t.Cleanup(rs.close)
 	s.redis = rs
+	if opts.redisCluster {
+		start := time.Now()
+		cluster, err := redistest.StartCluster(filepath.Join(s.dir, "redis-cluster"), redistest.ClusterOptions{Masters: 3, Replicas: 1, NodeTimeout: 2 * time.Second})
+		if err != nil {
+			t.Fatalf("start a Redis Cluster: %v", err)
+		}
+		t.Cleanup(cluster.Stop)
+		s.redisCluster = cluster
+		t.Logf("own Redis Cluster of %d nodes up in %s", len(cluster.Nodes), time.Since(start).Round(time.Millisecond))
+	}
 
 	if opts.rows > 0 {
 		start := time.Now()
@@ -276,7 +292,7 @@ func (s *stack) startConsumerAt(brokers string) *consumer {
 	c := &consumer{addr: "127.0.0.1:" + strconv.Itoa(port), apiKey: s.apiKey}
 	c.proc = s.start("consumer", false, []string{
 		"POSTGRES_CONN_URL=" + s.pg.url(),
-		"REDIS_CONN_URL=" + s.redis.url(),
+		"REDIS_CONN_URL=" + s.redisURL(),
 		"RABBITMQ_CONN_URL=" + brokers,
 		"RABBITMQ_QUEUE_NAME=" + s.queue,
 		"CONSUMER_PORT=" + c.addr,
@@ -293,6 +309,23 @@ func (s *stack) startConsumerAt(brokers string) *consumer {
 		return code == http.StatusOK, fmt.Sprintf("status %d, %v", code, err)
 	})
 	return c
+}
+
+// redisURL is the consumers' REDIS_CONN_URL.
+func (s *stack) redisURL() string {
+	if s.redisCluster != nil {
+		return s.redisCluster.URL()
+	}
+	return s.redis.url()
+}
+
+// redisClient returns a client of the consumers' Redis; the caller closes
+// it.
+func (s *stack) redisClient() redis.UniversalClient {
+	if s.redisCluster != nil {
+		return s.redisCluster.Client()
+	}
+	return newRedisClient(s.redis.port)
 }
 
 // get does a GET on the consumer's HTTP server.
@@ -582,14 +615,38 @@ func (s *stack) waitCacheCurrent(want map[int64]wantUser) {
 func (s *stack) staleCache(want map[int64]wantUser) (stale []string, n int, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	client := newRedisClient(s.redis.port)
+	client := s.redisClient()
 	defer client.Close()
 	cache := rediscache.New(client, rediscache.Options{Prefix: "users:"})
-	iter := client.Scan(ctx, 0, "users:*", 1000).Iterator()
-	for iter.Next(ctx) {
-		id, err := strconv.ParseInt(strings.TrimPrefix(iter.Val(), "users:"), 10, 64)
+	var keys []string
+	scan := func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, "users:*", 1000).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		return iter.Err()
+	}
+	if cluster, ok := client.(*redis.ClusterClient); ok {
+		// Every master holds a share of the keys; one at a time, so that
+		// keys needs no lock.
+		var masters []*redis.Client
+		err = cluster.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			masters = append(masters, m)
+			return nil
+		})
+		for _, m := range masters {
+			err = errors.Join(err, scan(ctx, m))
+		}
+	} else {
+		err = scan(ctx, client)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("scan Redis: %w", err)
+	}
+	for _, key := range keys {
+		id, err := strconv.ParseInt(strings.TrimPrefix(key, "users:"), 10, 64)
 		if err != nil {
-			return nil, 0, fmt.Errorf("unexpected key %q in Redis", iter.Val())
+			return nil, 0, fmt.Errorf("unexpected key %q in Redis", key)
 		}
 		su, err := cache.Get(ctx, id)
 		if viswals.ErrorCode(err) == viswals.ENOTFOUND {
@@ -608,9 +665,6 @@ func (s *stack) staleCache(want map[int64]wantUser) (stale []string, n int, err 
 			stale = append(stale, fmt.Sprintf("users:%d\n      got  %v\n      want %v", id, got, w))
 		}
 		n++
-	}
-	if err := iter.Err(); err != nil {
-		return nil, 0, fmt.Errorf("scan Redis: %w", err)
 	}
 	return stale, n, nil
 }

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -202,34 +201,11 @@ func (n *Node) Kill() {
 func (n *Node) Restart(nodeTimeout time.Duration) error { return n.start(nodeTimeout) }
 
 func (n *Node) start(nodeTimeout time.Duration) error {
-	cmd := exec.Command(n.path,
-		"--port", strconv.Itoa(n.Port), "--bind", "127.0.0.1", "--protected-mode", "no",
+	return n.startWith("--port", strconv.Itoa(n.Port), "--bind", "127.0.0.1", "--protected-mode", "no",
 		"--dir", n.dir, "--save", "", "--appendonly", "no",
 		"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 		"--cluster-node-timeout", strconv.FormatInt(nodeTimeout.Milliseconds(), 10),
 		"--logfile", "redis.log")
-	cmd.Dir = n.dir
-	// The nodes die with the test binary, whatever ends it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start redis-server on port %d: %w", n.Port, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	n.mu.Lock()
-	n.cmd, n.done = cmd, done
-	n.mu.Unlock()
-	return wait.Poll(30*time.Second, "redis-server to answer PING on "+n.Addr(), func() (bool, string, error) {
-		if !n.Running() {
-			log, _ := os.ReadFile(filepath.Join(n.dir, "redis.log"))
-			return false, "", fmt.Errorf("redis-server on port %d exited:\n%s", n.Port, lastLines(string(log), 10))
-		}
-		_, err := n.command("PING")
-		return err == nil, fmt.Sprint(err), nil
-	})
 }
 
 // command runs one command on this node alone and returns its reply as
