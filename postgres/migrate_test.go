@@ -33,7 +33,7 @@ func TestMigrate_ConcurrentAndIdempotent(t *testing.T) {
 	var version int
 	var dirty bool
 	require.NoError(t, conn.QueryRow(ctx, "SELECT version, dirty FROM schema_migrations").Scan(&version, &dirty))
-	require.Equal(t, 2, version)
+	require.Equal(t, 3, version, "the latest migration")
 	require.False(t, dirty)
 	var indexes []string
 	rows, err := conn.Query(ctx, "SELECT indexname FROM pg_indexes WHERE tablename = 'users' ORDER BY indexname")

@@ -42,9 +42,15 @@ func (s *Store) UpsertBatch(ctx context.Context, users []viswals.SealedUser) (ch
 	if len(users) == 0 {
 		return nil, false, nil
 	}
+	return s.upsertBatch(ctx, users, nil)
+}
+
+// upsertBatch is UpsertBatch, counting into rc's load (see UpsertCounted).
+func (s *Store) upsertBatch(ctx context.Context, users []viswals.SealedUser, rc *viswals.Receipt) (changed []viswals.SealedUser, inserted bool, err error) {
 	batch := latestByID(users)
+	superseded := int64(len(users) - len(batch))
 	if s.tryCopy() {
-		copied, err := s.copyIfNew(ctx, batch)
+		copied, err := s.copyIfNew(ctx, batch, rc, superseded)
 		if err != nil {
 			return nil, false, classify("upsert batch", err)
 		}
@@ -52,7 +58,7 @@ func (s *Store) UpsertBatch(ctx context.Context, users []viswals.SealedUser) (ch
 			return batch, true, nil
 		}
 	}
-	changed, err = s.upsert(ctx, batch)
+	changed, err = s.upsert(ctx, batch, rc, superseded)
 	if err != nil {
 		return nil, false, classify("upsert batch", err)
 	}
@@ -61,7 +67,7 @@ func (s *Store) UpsertBatch(ctx context.Context, users []viswals.SealedUser) (ch
 
 // copyIfNew writes batch with COPY if its ids are new, and reports whether
 // it did.
-func (s *Store) copyIfNew(ctx context.Context, batch []viswals.SealedUser) (bool, error) {
+func (s *Store) copyIfNew(ctx context.Context, batch []viswals.SealedUser, rc *viswals.Receipt, superseded int64) (bool, error) {
 	// Two index probes: a reload or a later export of the same users is
 	// caught here, without the cost of a failed COPY.
 	var exists bool
@@ -70,7 +76,7 @@ func (s *Store) copyIfNew(ctx context.Context, batch []viswals.SealedUser) (bool
 	if err != nil || exists {
 		return false, err
 	}
-	err = s.copyNew(ctx, batch)
+	err = s.copyNew(ctx, batch, rc, superseded)
 	switch {
 	case err == nil:
 		s.copyPauseLen.Store(0)
@@ -151,8 +157,9 @@ var insertColumns = []string{
 // UpsertBatch): everything is set, but when sameContent holds the stored
 // ciphertext and changefeed position are kept; otherwise the row's folded
 // names and position move to the before_ columns (the changefeed's leave
-// events read them). RETURNING tells which rows
-// got new content: those stamped with this transaction's id.
+// events read them). RETURNING tells which rows got new content: those
+// stamped with this transaction's id; of those, a row without xmax was
+// inserted (an updated row is locked by this transaction).
 const onConflict = `
 ON CONFLICT (id) DO UPDATE SET
 	first_name = EXCLUDED.first_name,
@@ -172,7 +179,7 @@ ON CONFLICT (id) DO UPDATE SET
 	before_last_name_lc = CASE WHEN ` + sameContent + ` THEN u.before_last_name_lc ELSE u.last_name_lc END,
 	before_changed_xid = CASE WHEN ` + sameContent + ` THEN u.before_changed_xid ELSE u.changed_xid END
 WHERE (u.version_load, u.version_line) < (EXCLUDED.version_load, EXCLUDED.version_line)
-RETURNING id, changed_xid = pg_current_xact_id()`
+RETURNING id, changed_xid = pg_current_xact_id(), u.xmax = 0`
 
 // sameContent compares the stored content with the new one, NULLs included.
 const sameContent = `(u.first_name, u.last_name, u.email_hash, u.created_at, u.deleted_at, u.merged_at, u.parent_user_id)
@@ -187,7 +194,7 @@ SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[
 // ON CONFLICT: one statement, one round trip, whatever the batch size.
 // (Measured against COPY into a temporary table followed by INSERT ...
 // SELECT ... ON CONFLICT, which was slower for every kind of batch.)
-func (s *Store) upsert(ctx context.Context, batch []viswals.SealedUser) ([]viswals.SealedUser, error) {
+func (s *Store) upsert(ctx context.Context, batch []viswals.SealedUser, rc *viswals.Receipt, superseded int64) ([]viswals.SealedUser, error) {
 	c := toColumns(batch)
 	var changed []viswals.SealedUser
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -197,23 +204,32 @@ func (s *Store) upsert(ctx context.Context, batch []viswals.SealedUser) ([]viswa
 		if err != nil {
 			return err
 		}
-		changed, err = collectChanged(rows, batch)
+		var inserted int64
+		changed, inserted, err = collectChanged(rows, batch)
 		if err != nil {
 			return err
 		}
-		return notifyIf(ctx, tx, len(changed) > 0)
+		if err := notifyIf(ctx, tx, len(changed) > 0); err != nil {
+			return err
+		}
+		updated := int64(len(changed)) - inserted
+		return countReceipt(ctx, tx, rc, viswals.Tally{Inserted: inserted, Updated: updated,
+			Unchanged: int64(len(batch)) - inserted - updated + superseded})
 	})
 	return changed, err
 }
 
 // copyNew inserts a batch of new ids with COPY. It fails with a unique
 // violation, writing nothing, if any id exists.
-func (s *Store) copyNew(ctx context.Context, batch []viswals.SealedUser) error {
+func (s *Store) copyNew(ctx context.Context, batch []viswals.SealedUser, rc *viswals.Receipt, superseded int64) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"users"}, insertColumns, copySource(batch)); err != nil {
 			return err
 		}
-		return notifyIf(ctx, tx, true)
+		if err := notifyIf(ctx, tx, true); err != nil {
+			return err
+		}
+		return countReceipt(ctx, tx, rc, viswals.Tally{Inserted: int64(len(batch)), Unchanged: superseded})
 	})
 }
 
@@ -225,20 +241,25 @@ func notifyIf(ctx context.Context, tx pgx.Tx, changed bool) error {
 	return err
 }
 
-// collectChanged reads the RETURNING rows (id, changed) and returns the
-// users of batch (sorted by id) whose content was written.
-func collectChanged(rows pgx.Rows, batch []viswals.SealedUser) ([]viswals.SealedUser, error) {
+// collectChanged reads the RETURNING rows (id, changed, inserted) and
+// returns the users of batch (sorted by id) whose content was written, and
+// how many of them were inserted.
+func collectChanged(rows pgx.Rows, batch []viswals.SealedUser) ([]viswals.SealedUser, int64, error) {
 	var ids []int64
 	var id int64
-	var changed bool
-	_, err := pgx.ForEachRow(rows, []any{&id, &changed}, func() error {
+	var changed, isNew bool
+	var inserted int64
+	_, err := pgx.ForEachRow(rows, []any{&id, &changed, &isNew}, func() error {
 		if changed {
 			ids = append(ids, id)
+		}
+		if isNew {
+			inserted++
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	// RETURNING order is unspecified; match the ids against the sorted batch.
 	slices.Sort(ids)
@@ -250,7 +271,7 @@ func collectChanged(rows pgx.Rows, batch []viswals.SealedUser) ([]viswals.Sealed
 		}
 		out = append(out, batch[i])
 	}
-	return out, nil
+	return out, inserted, nil
 }
 
 // columns holds a batch column by column, for unnest.

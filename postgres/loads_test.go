@@ -1,0 +1,87 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/postgres"
+)
+
+// A load's counts are exact by outcome, and a message delivered again is
+// not counted again, whichever way its batch is written.
+func TestUpsertCountedCountsEachMessageOnce(t *testing.T) {
+	forEachUpsert(t, func(t *testing.T, s *postgres.Store, _ string) {
+		ctx := context.Background()
+		const load = 7
+		upsert := func(msg string, refused int64, users ...viswals.SealedUser) *viswals.Receipt {
+			t.Helper()
+			rc := &viswals.Receipt{Load: load, Message: msg, Refused: refused}
+			_, _, err := s.UpsertCounted(ctx, users, rc)
+			require.NoError(t, err)
+			return rc
+		}
+		// m1: three new ids, one of them twice (the later row wins).
+		rc := upsert("m1", 1, user(1, "A", "A", "a@x", load, 1), user(2, "B", "B", "b@x", load, 2),
+			user(3, "C", "C", "c@x", load, 3), user(3, "C2", "C", "c@x", load, 4))
+		assert.True(t, rc.Counted)
+		assert.Equal(t, viswals.Tally{Received: 5, Inserted: 3, Unchanged: 1, DeadLettered: 1}, rc.Tally)
+
+		// m1 again (a redelivery): nothing counted, the record unchanged.
+		again := upsert("m1", 1, user(1, "A", "A", "a@x", load, 1), user(2, "B", "B", "b@x", load, 2),
+			user(3, "C", "C", "c@x", load, 3), user(3, "C2", "C", "c@x", load, 4))
+		assert.False(t, again.Counted)
+		assert.Equal(t, rc.Record.Tally, again.Record.Tally)
+
+		// m2: one update, one same content, one older than stored, one new.
+		rc = upsert("m2", 0, user(1, "A1", "A", "a@x", load, 10), user(2, "B", "B", "b@x", load, 11),
+			user(3, "C0", "C", "c@x", load, 0), user(4, "D", "D", "d@x", load, 12))
+		assert.Equal(t, viswals.Tally{Received: 4, Inserted: 1, Updated: 1, Unchanged: 2}, rc.Tally)
+
+		// m3: every row refused before the store.
+		rc = upsert("m3", 2)
+		assert.True(t, rc.Counted)
+		assert.Equal(t, viswals.Tally{Received: 2, DeadLettered: 2}, rc.Tally)
+
+		got, err := s.GetLoad(ctx, load)
+		require.NoError(t, err)
+		assert.Equal(t, viswals.Tally{Received: 11, Inserted: 4, Updated: 1, Unchanged: 3, DeadLettered: 3}, got.Tally)
+		assert.Nil(t, got.Summary)
+		assert.Equal(t, viswals.LoadIncomplete, got.State(), "no summary yet")
+		assert.False(t, got.FirstCommit.IsZero())
+		assert.False(t, got.LastCommit.Before(got.FirstCommit))
+
+		rec, fresh, err := s.RecordSummary(ctx, viswals.LoadSummary{Load: load, Read: 13, Published: 11, Rejected: 2})
+		require.NoError(t, err)
+		assert.True(t, fresh)
+		assert.Equal(t, viswals.LoadDeadLettered, rec.State())
+		_, fresh, err = s.RecordSummary(ctx, viswals.LoadSummary{Load: load, Read: 13, Published: 11, Rejected: 2})
+		require.NoError(t, err)
+		assert.False(t, fresh, "a summary delivered again is not new")
+	})
+}
+
+func TestLoadsListAndGet(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	for _, id := range []int64{10, 30, 20} {
+		_, _, err := s.RecordSummary(ctx, viswals.LoadSummary{Load: id})
+		require.NoError(t, err)
+	}
+	page, err := s.ListLoads(ctx, 0, 2)
+	require.NoError(t, err)
+	require.Len(t, page, 2)
+	assert.Equal(t, []int64{30, 20}, []int64{page[0].ID, page[1].ID}, "newest first")
+	page, err = s.ListLoads(ctx, 20, 2)
+	require.NoError(t, err)
+	require.Len(t, page, 1)
+	assert.Equal(t, int64(10), page[0].ID)
+	assert.Equal(t, viswals.LoadComplete, page[0].State(), "an empty load is complete once its summary arrived")
+
+	_, err = s.GetLoad(ctx, 99)
+	assert.Equal(t, viswals.ENOTFOUND, viswals.ErrorCode(err))
+}
