@@ -205,6 +205,10 @@ func (n *Node) start(nodeTimeout time.Duration) error {
 		"--dir", n.dir, "--save", "", "--appendonly", "no",
 		"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 		"--cluster-node-timeout", strconv.FormatInt(nodeTimeout.Milliseconds(), 10),
+		// A replica takes over however long its link was down: on a busy
+		// machine the default (ten node timeouts) can leave no replica
+		// willing, and the cluster failed for good.
+		"--cluster-replica-validity-factor", "0",
 		"--logfile", "redis.log")
 }
 
