@@ -24,9 +24,9 @@ type LoadSummary struct {
 // is the sum of the others.
 type Tally struct {
 	Received     int64 `json:"received"`
-	Inserted     int64 `json:"inserted"`     // new ids
-	Updated      int64 `json:"updated"`      // changed the content of a stored user
-	Unchanged    int64 `json:"unchanged"`    // same content as stored, older than stored, or superseded in its message
+	Inserted     int64 `json:"inserted"`      // new ids
+	Updated      int64 `json:"updated"`       // changed the content of a stored user
+	Unchanged    int64 `json:"unchanged"`     // same content as stored, older than stored, or superseded in its message
 	DeadLettered int64 `json:"dead_lettered"` // refused, and sent to the dead-letter queue
 }
 
@@ -55,12 +55,29 @@ type Receipt struct {
 
 // LoadRecord is what is known of a load.
 type LoadRecord struct {
-	ID int64
+	ID int64 `json:"id"`
 	// Summary is nil until the producer's last message arrived.
-	Summary *LoadSummary
+	Summary *LoadSummary `json:"summary"`
 	Tally
 	// Zero until the first message of the load is committed.
-	FirstCommit, LastCommit time.Time
+	FirstCommit time.Time `json:"first_commit_at"`
+	LastCommit  time.Time `json:"last_commit_at"`
+}
+
+// Merge returns what r and o together say of one load, when they were
+// read at different times, in any order: its counts only grow, so the
+// greater of each wins.
+func (r LoadRecord) Merge(o LoadRecord) LoadRecord {
+	if o.Received > r.Received || (o.Received == r.Received && o.LastCommit.After(r.LastCommit)) {
+		r.Tally, r.LastCommit = o.Tally, o.LastCommit
+	}
+	if r.FirstCommit.IsZero() || (!o.FirstCommit.IsZero() && o.FirstCommit.Before(r.FirstCommit)) {
+		r.FirstCommit = o.FirstCommit
+	}
+	if r.Summary == nil {
+		r.Summary = o.Summary
+	}
+	return r
 }
 
 // Load states.

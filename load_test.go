@@ -1,7 +1,9 @@
 package viswals_test
 
 import (
+	"reflect"
 	"testing"
+	"time"
 
 	"github.com/viswals/viswals"
 )
@@ -67,4 +69,19 @@ func FuzzParseLoadID(f *testing.F) {
 			t.Fatalf("ParseLoadID(%q) = %d without an error", s, id)
 		}
 	})
+}
+
+func TestLoadRecordMerge(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(100, 0)
+	early := viswals.LoadRecord{ID: 1, Tally: viswals.Tally{Received: 5, Inserted: 5}, FirstCommit: t0, LastCommit: t0}
+	late := viswals.LoadRecord{ID: 1, Tally: viswals.Tally{Received: 9, Inserted: 8, DeadLettered: 1}, FirstCommit: t0, LastCommit: t0.Add(time.Second)}
+	summary := viswals.LoadRecord{ID: 1, Summary: &viswals.LoadSummary{Load: 1, Published: 9}}
+	want := viswals.LoadRecord{ID: 1, Summary: summary.Summary, Tally: late.Tally, FirstCommit: t0, LastCommit: late.LastCommit}
+	for _, order := range [][]viswals.LoadRecord{{early, late, summary}, {summary, late, early}, {late, summary, early}} {
+		got := order[0].Merge(order[1]).Merge(order[2])
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("merged %v, want %v", got, want)
+		}
+	}
 }

@@ -75,7 +75,7 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprintf(out, "usage: %s [serve] [--roles ingest,api] [flags]\n       %s dlq list|replay [flags]\n       %s queue migrate [flags]\n       %s apikey create --name NAME --role reader|pii|admin\n       %s rekey [--dry-run] [--batch N] [flags]   (re-seal stored emails under the first key of ENCRYPTION_KEYS)\n\nConsumes users from RabbitMQ into Postgres and Redis and serves the HTTP API.\n\nflags:\n", name, name, name, name, name)
+		fmt.Fprintf(out, "usage: %s [serve] [--roles ingest,api] [flags]\n       %s dlq list|replay [flags]\n       %s queue migrate [flags]\n       %s loads [--limit N] [ID]\n       %s apikey create --name NAME --role reader|pii|admin\n       %s rekey [--dry-run] [--batch N] [flags]   (re-seal stored emails under the first key of ENCRYPTION_KEYS)\n\nConsumes users from RabbitMQ into Postgres and Redis and serves the HTTP API.\n\nflags:\n", name, name, name, name, name, name)
 		fs.PrintDefaults()
 	}
 	s := &set{fs: fs, getenv: getenv}

@@ -57,6 +57,8 @@ type Deps struct {
 	Keys Opener
 	// Feed serves GET /users/sse; its owner runs it (Hub.Run).
 	Feed *changefeed.Hub
+	// Loads serves GET /loads; nil: no loads are known.
+	Loads LoadReader
 	// Checks are the readiness checks by name, e.g. "postgres", "redis",
 	// "rabbitmq".
 	Checks map[string]Check
@@ -101,6 +103,9 @@ func New(cfg Config, deps Deps) (*API, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Loads == nil {
+		deps.Loads = noLoads{}
 	}
 	if cfg.Audit == nil {
 		cfg.Audit = cfg.Logger.With("logger", "audit")

@@ -27,6 +27,9 @@ func (a *API) routes() []route {
 	return append([]route{
 		{"GET /users", readers, handleListUsers(a.deps.Users, a.cfg.CursorKey, a.log, a.audit)},
 		{"GET /users/{id}", readers, handleGetUser(a.deps.Users, a.log, a.audit)},
+		// Loads hold counts and times, no personal data: readers may see them.
+		{"GET /loads", readers, handleListLoads(a.deps.Loads, a.log)},
+		{"GET /loads/{id}", readers, handleGetLoad(a.deps.Loads, a.log)},
 		{"GET /users/sse", readers, a.capStreams(handleSSE(a.deps.Feed, a.deps.Keys, a.cfg.CursorKey, a.cfg.SSE, a.log, a.metrics, a.audit))},
 		// The page's shell holds no data; it signs in before it streams.
 		{"GET /{$}", public, handlePage()},

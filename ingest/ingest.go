@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/viswals/viswals"
@@ -18,10 +19,15 @@ import (
 
 // Store is the system of record.
 type Store interface {
-	// UpsertBatch writes users whose version is newer than the stored one
-	// and returns those whose content changed; inserted reports that none
-	// of them existed before.
-	UpsertBatch(ctx context.Context, users []viswals.SealedUser) (changed []viswals.SealedUser, inserted bool, err error)
+	// UpsertCounted writes users whose version is newer than the stored
+	// one and returns those whose content changed; inserted reports that
+	// none of them existed before. With a receipt (nil: none) it counts
+	// the message's rows into their load in the same transaction, once
+	// per message, and fills in the receipt's results.
+	UpsertCounted(ctx context.Context, users []viswals.SealedUser, rc *viswals.Receipt) (changed []viswals.SealedUser, inserted bool, err error)
+	// RecordSummary records a load's summary; fresh is false when it was
+	// recorded before.
+	RecordSummary(ctx context.Context, sum viswals.LoadSummary) (rec viswals.LoadRecord, fresh bool, err error)
 	// GetMany returns the stored users of ids (those that exist).
 	GetMany(ctx context.Context, ids []int64) ([]viswals.SealedUser, error)
 }
@@ -62,6 +68,9 @@ type Options struct {
 	Now            func() time.Time // the clock (default time.Now)
 	Logger         *slog.Logger
 	Metrics        *Metrics
+	// OnLoad, when set, is told a load's record after each commit that
+	// counted rows into it, and after its summary is recorded.
+	OnLoad func(viswals.LoadRecord)
 }
 
 // Ingester stores batches of users. Safe for concurrent use.
@@ -106,6 +115,9 @@ func New(store Store, cache Cache, sealer Sealer, opts Options) *Ingester {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(nil)
 	}
+	if opts.OnLoad == nil {
+		opts.OnLoad = func(viswals.LoadRecord) {}
+	}
 	return &Ingester{store: store, cache: cache, sealer: sealer, opts: opts}
 }
 
@@ -125,15 +137,23 @@ func New(store Store, cache Cache, sealer Sealer, opts Options) *Ingester {
 // would write nothing to the cache). For such a batch the users it did not
 // change are read back from the store and cached as they are stored.
 func (in *Ingester) Ingest(ctx context.Context, recs []viswals.Record, seenBefore bool) ([]viswals.Refusal, error) {
-	return in.ingest(ctx, recs, seenBefore, false)
+	return in.IngestCounted(ctx, recs, seenBefore, nil)
+}
+
+// IngestCounted is Ingest that also counts the batch's rows into their load
+// (see Store.UpsertCounted): rc names the load and the message, and holds
+// the results when it returns nil. rc nil counts nothing.
+func (in *Ingester) IngestCounted(ctx context.Context, recs []viswals.Record, seenBefore bool, rc *viswals.Receipt) ([]viswals.Refusal, error) {
+	return in.ingest(ctx, recs, seenBefore, false, rc)
 }
 
 // IngestSealed is Ingest for records whose emails the producer sealed
 // already (with the same keys): each is stored as it came, once it is
 // checked to open, under its own user id, to a valid email; one that does
 // not is refused with the reason. The broker never held the plaintext.
-func (in *Ingester) IngestSealed(ctx context.Context, recs []viswals.Record, seenBefore bool) ([]viswals.Refusal, error) {
-	return in.ingest(ctx, recs, seenBefore, true)
+// It counts into rc as IngestCounted does.
+func (in *Ingester) IngestSealed(ctx context.Context, recs []viswals.Record, seenBefore bool, rc *viswals.Receipt) ([]viswals.Refusal, error) {
+	return in.ingest(ctx, recs, seenBefore, true, rc)
 }
 
 // Opener opens emails sealed elsewhere: *emailcrypt.Keyring is one. The
@@ -167,7 +187,7 @@ func (in *Ingester) adopt(r viswals.Record) (s viswals.SealedUser, refuse error)
 	}, nil
 }
 
-func (in *Ingester) ingest(ctx context.Context, recs []viswals.Record, seenBefore, emailsSealed bool) ([]viswals.Refusal, error) {
+func (in *Ingester) ingest(ctx context.Context, recs []viswals.Record, seenBefore, emailsSealed bool, rc *viswals.Receipt) ([]viswals.Refusal, error) {
 	start := time.Now()
 	sealed := make([]viswals.SealedUser, 0, len(recs))
 	index := make([]int, 0, len(recs)) // sealed[i] is recs[index[i]]
@@ -197,14 +217,23 @@ func (in *Ingester) ingest(ctx context.Context, recs []viswals.Record, seenBefor
 		index = append(index, i)
 	}
 
-	res, err := in.upsert(ctx, sealed)
+	if rc != nil {
+		rc.Refused = int64(len(refused))
+	}
+	res, err := in.upsert(ctx, sealed, rc)
 	if err != nil {
 		return nil, err
 	}
 	for _, r := range res.refused {
 		refused = append(refused, viswals.Refusal{Index: index[r.Index], Reason: r.Reason})
 	}
-	in.opts.Metrics.observeBatch(len(sealed)-len(res.refused), len(refused), time.Since(start))
+	in.opts.Metrics.observeBatch(len(sealed)-len(res.refused), time.Since(start))
+	if rc != nil {
+		if rc.Counted {
+			in.opts.Metrics.observeTally(rc.Tally)
+		}
+		in.opts.OnLoad(rc.Record)
+	}
 
 	if in.cache == nil {
 		return refused, nil
@@ -324,36 +353,61 @@ type upsertResult struct {
 // upsert writes users, retrying while the store is unavailable. A
 // batch the store refuses as invalid is retried one user at a time so that
 // one bad user cannot keep the good ones out.
-func (in *Ingester) upsert(ctx context.Context, users []viswals.SealedUser) (upsertResult, error) {
+//
+// rc (nil: none) is counted with the batch. When the batch is retried one
+// user at a time, each user is counted under a message key of its own
+// (the message's, "#" and its position) and the refusals under the
+// message's with "#refused", so a redelivery, retried the same way, is
+// not counted again either; rc then holds the sum.
+func (in *Ingester) upsert(ctx context.Context, users []viswals.SealedUser, rc *viswals.Receipt) (upsertResult, error) {
 	var res upsertResult
-	if len(users) == 0 {
+	if len(users) == 0 && rc == nil {
 		return res, nil
 	}
 	var err error
-	res.changed, res.inserted, err = in.upsertUntilAvailable(ctx, users, &res.retried)
+	res.changed, res.inserted, err = in.upsertUntilAvailable(ctx, users, rc, &res.retried)
 	if err == nil || viswals.ErrorCode(err) != viswals.EINVALID {
 		return res, err
 	}
 	in.opts.Logger.Warn("batch refused by the store; retrying one by one", "users", len(users), "err", err)
 	res.changed, res.inserted = nil, false
+	var sum viswals.Receipt
 	for i, u := range users {
-		c, _, err := in.upsertUntilAvailable(ctx, []viswals.SealedUser{u}, &res.retried)
+		one := sub(rc, "#"+strconv.Itoa(i), 0)
+		c, _, err := in.upsertUntilAvailable(ctx, []viswals.SealedUser{u}, one, &res.retried)
 		switch {
 		case err == nil:
 			res.changed = append(res.changed, c...)
+			addPart(&sum, one)
 		case viswals.ErrorCode(err) == viswals.EINVALID:
 			res.refused = append(res.refused, viswals.Refusal{Index: i, Reason: viswals.ErrorMessage(err)})
 		default:
 			return upsertResult{}, err
 		}
 	}
+	if rc != nil {
+		rest := sub(rc, "#refused", rc.Refused+int64(len(res.refused)))
+		if _, _, err := in.upsertUntilAvailable(ctx, nil, rest, &res.retried); err != nil {
+			return upsertResult{}, err
+		}
+		addPart(&sum, rest)
+		rc.Tally, rc.Counted, rc.Record = sum.Tally, sum.Counted, sum.Record
+	}
 	return res, nil
 }
 
-func (in *Ingester) upsertUntilAvailable(ctx context.Context, users []viswals.SealedUser, retried *bool) ([]viswals.SealedUser, bool, error) {
+// sub is a receipt for part of rc's message, named by suffix; nil for nil.
+func sub(rc *viswals.Receipt, suffix string, refused int64) *viswals.Receipt {
+	if rc == nil {
+		return nil
+	}
+	return &viswals.Receipt{Load: rc.Load, Message: rc.Message + suffix, Refused: refused}
+}
+
+func (in *Ingester) upsertUntilAvailable(ctx context.Context, users []viswals.SealedUser, rc *viswals.Receipt, retried *bool) ([]viswals.SealedUser, bool, error) {
 	backoff := in.opts.RetryMin
 	for {
-		changed, inserted, err := in.store.UpsertBatch(ctx, users)
+		changed, inserted, err := in.store.UpsertCounted(ctx, users, rc)
 		if err == nil || viswals.ErrorCode(err) == viswals.EINVALID {
 			return changed, inserted, err
 		}
@@ -369,4 +423,45 @@ func (in *Ingester) upsertUntilAvailable(ctx context.Context, users []viswals.Se
 		}
 		backoff = min(backoff*2, in.opts.RetryMax)
 	}
+}
+
+// RecordSummary records a load's summary (the producer's last message),
+// retrying while the store is unavailable, until ctx is done. The
+// producer's rejected rows are counted in the metrics the first time
+// only.
+func (in *Ingester) RecordSummary(ctx context.Context, sum viswals.LoadSummary) error {
+	backoff := in.opts.RetryMin
+	for {
+		rec, fresh, err := in.store.RecordSummary(ctx, sum)
+		if err == nil {
+			if fresh {
+				in.opts.Metrics.RowsRejected.Add(float64(sum.Rejected))
+			}
+			in.opts.OnLoad(rec)
+			return nil
+		}
+		if viswals.ErrorCode(err) != viswals.EUNAVAILABLE {
+			return err
+		}
+		in.opts.Metrics.StoreRetries.Inc()
+		select {
+		case <-ctx.Done():
+			return errors.Join(fmt.Errorf("record load summary: %w", err), ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, in.opts.RetryMax)
+	}
+}
+
+// addPart adds the results of part (of a message) to sum: the tally of a
+// part counted now (for the metrics), and the latest record.
+func addPart(sum, part *viswals.Receipt) {
+	if part == nil {
+		return
+	}
+	if part.Counted {
+		sum.Tally.Add(part.Tally)
+		sum.Counted = true
+	}
+	sum.Record = part.Record
 }

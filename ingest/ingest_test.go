@@ -18,15 +18,15 @@ import (
 
 type fakeStore struct {
 	mu       sync.Mutex
-	fails    int   // UpsertBatch fails with EUNAVAILABLE this many times first
+	fails    int   // UpsertCounted fails with EUNAVAILABLE this many times first
 	poison   int64 // a batch holding this id fails with EINVALID
 	calls    int
 	upserted []int64
-	inserted bool        // what UpsertBatch reports
+	inserted bool        // what UpsertCounted reports
 	onCall   func(n int) // called with the number of calls so far
 }
 
-func (s *fakeStore) UpsertBatch(_ context.Context, users []viswals.SealedUser) ([]viswals.SealedUser, bool, error) {
+func (s *fakeStore) UpsertCounted(_ context.Context, users []viswals.SealedUser, _ *viswals.Receipt) ([]viswals.SealedUser, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
@@ -46,6 +46,10 @@ func (s *fakeStore) UpsertBatch(_ context.Context, users []viswals.SealedUser) (
 		s.upserted = append(s.upserted, u.ID)
 	}
 	return users, s.inserted, nil
+}
+
+func (s *fakeStore) RecordSummary(context.Context, viswals.LoadSummary) (viswals.LoadRecord, bool, error) {
+	return viswals.LoadRecord{}, true, nil
 }
 
 func (s *fakeStore) GetMany(context.Context, []int64) ([]viswals.SealedUser, error) {

@@ -79,8 +79,8 @@ type commitThenFail struct {
 	armed atomic.Bool
 }
 
-func (s *commitThenFail) UpsertBatch(ctx context.Context, users []viswals.SealedUser) ([]viswals.SealedUser, bool, error) {
-	changed, inserted, err := s.Store.UpsertBatch(ctx, users)
+func (s *commitThenFail) UpsertCounted(ctx context.Context, users []viswals.SealedUser, rc *viswals.Receipt) ([]viswals.SealedUser, bool, error) {
+	changed, inserted, err := s.Store.UpsertCounted(ctx, users, rc)
 	if err == nil && s.armed.CompareAndSwap(true, false) {
 		return nil, false, viswals.Errorf(viswals.EUNAVAILABLE, "upsert batch: connection reset by peer")
 	}
@@ -136,13 +136,13 @@ type refusing struct {
 	changes map[int64]int
 }
 
-func (s *refusing) UpsertBatch(ctx context.Context, users []viswals.SealedUser) ([]viswals.SealedUser, bool, error) {
+func (s *refusing) UpsertCounted(ctx context.Context, users []viswals.SealedUser, rc *viswals.Receipt) ([]viswals.SealedUser, bool, error) {
 	for _, u := range users {
 		if u.ID == s.refuse.Load() {
 			return nil, false, viswals.Errorf(viswals.EINVALID, "upsert batch: value violates a constraint of the store")
 		}
 	}
-	changed, inserted, err := s.Store.UpsertBatch(ctx, users)
+	changed, inserted, err := s.Store.UpsertCounted(ctx, users, rc)
 	s.mu.Lock()
 	for _, u := range changed {
 		s.changes[u.ID]++

@@ -31,7 +31,7 @@ func newVersionedStore() *versionedStore {
 	return &versionedStore{users: map[int64]viswals.SealedUser{}}
 }
 
-func (s *versionedStore) UpsertBatch(_ context.Context, users []viswals.SealedUser) ([]viswals.SealedUser, bool, error) {
+func (s *versionedStore) UpsertCounted(_ context.Context, users []viswals.SealedUser, _ *viswals.Receipt) ([]viswals.SealedUser, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var changed []viswals.SealedUser
@@ -50,6 +50,10 @@ func (s *versionedStore) UpsertBatch(_ context.Context, users []viswals.SealedUs
 		return nil, false, viswals.Errorf(viswals.EUNAVAILABLE, "connection lost during commit")
 	}
 	return changed, inserted, nil
+}
+
+func (s *versionedStore) RecordSummary(context.Context, viswals.LoadSummary) (viswals.LoadRecord, bool, error) {
+	return viswals.LoadRecord{}, true, nil
 }
 
 func (s *versionedStore) GetMany(_ context.Context, ids []int64) ([]viswals.SealedUser, error) {

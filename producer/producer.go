@@ -81,8 +81,8 @@ func New(rows Rows, pub Publisher, rejects Rejects, progress Progress, opts Opti
 	return &Producer{rows: rows, pub: pub, rejects: rejects, progress: progress, opts: opts}
 }
 
-// Run reads every row and publishes the good ones in batches, then waits
-// for the broker to confirm them all. It returns the counts so far even
+// Run reads every row and publishes the good ones in batches, then the
+// load's summary, and waits for the broker to confirm them all. It returns the counts so far even
 // when it fails.
 func (p *Producer) Run(ctx context.Context) (Counts, error) {
 	g, gctx := errgroup.WithContext(ctx)
@@ -106,7 +106,11 @@ func (p *Producer) Run(ctx context.Context) (Counts, error) {
 			if err != nil {
 				return fmt.Errorf("encode batch: %w", err)
 			}
-			if err := p.pub.Publish(gctx, rabbitmq.Message{Body: body, ContentType: p.opts.ContentType}); err != nil {
+			// The message id is the same if the publisher sends it again,
+			// so the consumer counts it into the load once.
+			msg := rabbitmq.Message{Body: body, ContentType: p.opts.ContentType,
+				Headers: rabbitmq.BatchHeaders(p.opts.LoadID), MessageID: fmt.Sprintf("%d-%d", p.opts.LoadID, p.n.Messages+1)}
+			if err := p.pub.Publish(gctx, msg); err != nil {
 				return fmt.Errorf("publish: %w", err)
 			}
 			p.n.Published += int64(len(batch))
@@ -116,6 +120,14 @@ func (p *Producer) Run(ctx context.Context) (Counts, error) {
 	})
 	if err := g.Wait(); err != nil {
 		return p.n, err
+	}
+	if err := p.pub.Flush(ctx); err != nil {
+		return p.n, fmt.Errorf("wait for broker confirms: %w", err)
+	}
+	// The summary goes last, once the counts are final.
+	sum := viswals.LoadSummary{Load: p.opts.LoadID, Read: p.n.Read, Published: p.n.Published, Rejected: p.n.Rejected}
+	if err := p.pub.Publish(ctx, rabbitmq.SummaryMessage(sum)); err != nil {
+		return p.n, fmt.Errorf("publish the load's summary: %w", err)
 	}
 	if err := p.pub.Flush(ctx); err != nil {
 		return p.n, fmt.Errorf("wait for broker confirms: %w", err)

@@ -153,7 +153,15 @@ func TestRun(t *testing.T) {
 			n, err := p.Run(context.Background())
 			require.NoError(t, err)
 			assert.Equal(t, tt.want, n)
-			assert.Equal(t, tt.wantIDs, decoded(t, pub.msgs, tt.contentType, loadID))
+			require.NotEmpty(t, pub.msgs)
+			batches, last := pub.msgs[:len(pub.msgs)-1], pub.msgs[len(pub.msgs)-1]
+			assert.Equal(t, tt.wantIDs, decoded(t, batches, tt.contentType, loadID))
+			assert.Equal(t, rabbitmq.SummaryMessage(viswals.LoadSummary{Load: loadID, Read: tt.want.Read,
+				Published: tt.want.Published, Rejected: tt.want.Rejected}), last, "the last message is the load's summary")
+			for i, m := range batches {
+				assert.Equal(t, rabbitmq.BatchHeaders(loadID), m.Headers)
+				assert.Equal(t, fmt.Sprintf("%d-%d", loadID, i+1), m.MessageID, "message ids are stable, for the consumer's count")
+			}
 			assert.Equal(t, tt.wantRejects, rej.lines)
 			assert.True(t, pub.flushed, "Run must wait for the broker's confirms")
 			assert.Equal(t, []int64{tt.want.Read}, prog.sets)

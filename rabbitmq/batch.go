@@ -13,11 +13,15 @@ import (
 // refused (by position, with reasons) and an error only when the batch
 // could not be settled, through no fault of its own (a store outage,
 // shutdown): the message is then handed back to be delivered again.
+// With a receipt (nil: the message names no load) it counts the rows into
+// their load, once per message. RecordSummary records a load's summary;
+// it fails only as Ingest does.
 type Ingester interface {
-	Ingest(ctx context.Context, recs []viswals.Record, redelivered bool) ([]viswals.Refusal, error)
-	// IngestSealed is Ingest for records whose emails are sealed already
-	// (a content type marked by WithSealedEmails).
-	IngestSealed(ctx context.Context, recs []viswals.Record, redelivered bool) ([]viswals.Refusal, error)
+	IngestCounted(ctx context.Context, recs []viswals.Record, redelivered bool, rc *viswals.Receipt) ([]viswals.Refusal, error)
+	// IngestSealed is IngestCounted for records whose emails are sealed
+	// already (a content type marked by WithSealedEmails).
+	IngestSealed(ctx context.Context, recs []viswals.Record, redelivered bool, rc *viswals.Receipt) ([]viswals.Refusal, error)
+	RecordSummary(ctx context.Context, sum viswals.LoadSummary) error
 }
 
 // BatchHandler is the consumer's message handler for batches of users:
@@ -32,6 +36,9 @@ func BatchHandler(in Ingester, log *slog.Logger) Handler {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return func(ctx context.Context, d Delivery) Outcome {
+		if isSummary(d) {
+			return handleSummary(ctx, in, d, log)
+		}
 		recs, err := Decode(d.ContentType, d.Body)
 		if err != nil {
 			log.Warn("dead-lettering undecodable message", "message_id", d.MessageID, "content_type", d.ContentType, "bytes", len(d.Body), "err", err)
@@ -39,11 +46,11 @@ func BatchHandler(in Ingester, log *slog.Logger) Handler {
 		}
 		assignVersions(recs, time.Now())
 
-		ingest := in.Ingest
+		ingest := in.IngestCounted
 		if EmailsSealed(d.ContentType) {
 			ingest = in.IngestSealed
 		}
-		refused, err := ingest(ctx, recs, d.Redelivered)
+		refused, err := ingest(ctx, recs, d.Redelivered, receiptOf(d))
 		if err != nil {
 			log.Warn("requeueing message", "message_id", d.MessageID, "err", err)
 			return Requeue{}
@@ -117,4 +124,18 @@ func refusedParts(contentType string, recs []viswals.Record, refused []viswals.R
 		return nil, err
 	}
 	return parts, nil
+}
+
+// handleSummary records a load's summary (see LoadsExchange).
+func handleSummary(ctx context.Context, in Ingester, d Delivery, log *slog.Logger) Outcome {
+	sum, err := decodeSummary(d)
+	if err != nil {
+		log.Warn("dead-lettering a malformed load summary", "message_id", d.MessageID, "err", err)
+		return DeadLetter{Reason: err.Error()}
+	}
+	if err := in.RecordSummary(ctx, sum); err != nil {
+		log.Warn("requeueing load summary", "message_id", d.MessageID, "err", err)
+		return Requeue{}
+	}
+	return Ack{}
 }

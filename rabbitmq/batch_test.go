@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -22,17 +23,27 @@ type fakeIngester struct {
 	err         error
 	got         []viswals.Record
 	redelivered bool
+	receipt     *viswals.Receipt
+	summaries   []viswals.LoadSummary
 }
 
-func (f *fakeIngester) IngestSealed(ctx context.Context, recs []viswals.Record, redelivered bool) ([]viswals.Refusal, error) {
-	return f.Ingest(ctx, recs, redelivered)
+func (f *fakeIngester) IngestSealed(ctx context.Context, recs []viswals.Record, redelivered bool, rc *viswals.Receipt) ([]viswals.Refusal, error) {
+	return f.IngestCounted(ctx, recs, redelivered, rc)
 }
 
-func (f *fakeIngester) Ingest(_ context.Context, recs []viswals.Record, redelivered bool) ([]viswals.Refusal, error) {
+func (f *fakeIngester) RecordSummary(_ context.Context, sum viswals.LoadSummary) error {
+	if f.err != nil {
+		return f.err
+	}
+	f.summaries = append(f.summaries, sum)
+	return nil
+}
+
+func (f *fakeIngester) IngestCounted(_ context.Context, recs []viswals.Record, redelivered bool, rc *viswals.Receipt) ([]viswals.Refusal, error) {
 	if f.err != nil {
 		return nil, f.err
 	}
-	f.got, f.redelivered = recs, redelivered
+	f.got, f.redelivered, f.receipt = recs, redelivered, rc
 	var refused []viswals.Refusal
 	for i, r := range recs {
 		if !strings.Contains(r.Email, "@") {
@@ -159,4 +170,51 @@ func TestAssignVersions(t *testing.T) {
 	assert.Equal(t, viswals.Version{Load: now.UnixNano(), Line: 1}, recs[0].Version)
 	assert.Equal(t, viswals.Version{Load: 5, Line: 9}, recs[1].Version, "a version sent by the producer is kept")
 	assert.Equal(t, viswals.Version{Load: now.UnixNano(), Line: 3}, recs[2].Version)
+}
+
+// A load's batches are counted under their load and message id (a hash of
+// the body without one), and its summary is recorded; a malformed summary
+// is dead-lettered.
+func TestBatchHandlerLoads(t *testing.T) {
+	t.Parallel()
+	body, err := rabbitmq.Encode(rabbitmq.ContentTypeGob, []viswals.Record{user(1, "a@x")})
+	require.NoError(t, err)
+	in := &fakeIngester{}
+	h := rabbitmq.BatchHandler(in, nil)
+	ctx := context.Background()
+
+	require.IsType(t, rabbitmq.Ack{}, h(ctx, rabbitmq.Delivery{ContentType: rabbitmq.ContentTypeGob, Body: body}))
+	assert.Nil(t, in.receipt, "a message that names no load is counted in none")
+
+	require.IsType(t, rabbitmq.Ack{}, h(ctx, rabbitmq.Delivery{ContentType: rabbitmq.ContentTypeGob, Body: body,
+		Headers: rabbitmq.BatchHeaders(42), MessageID: "42-1"}))
+	assert.Equal(t, &viswals.Receipt{Load: 42, Message: "42-1"}, in.receipt)
+
+	require.IsType(t, rabbitmq.Ack{}, h(ctx, rabbitmq.Delivery{ContentType: rabbitmq.ContentTypeGob, Body: body,
+		Headers: amqp.Table{rabbitmq.HeaderLoad: "42"}}))
+	require.NotNil(t, in.receipt)
+	assert.Equal(t, int64(42), in.receipt.Load)
+	assert.True(t, strings.HasPrefix(in.receipt.Message, "sha256:"), in.receipt.Message)
+
+	sum := viswals.LoadSummary{Load: 42, Read: 10, Published: 8, Rejected: 2}
+	m := rabbitmq.SummaryMessage(sum)
+	d := rabbitmq.Delivery{ContentType: m.ContentType, Body: m.Body, Headers: m.Headers, MessageID: m.MessageID}
+	require.IsType(t, rabbitmq.Ack{}, h(ctx, d))
+	assert.Equal(t, []viswals.LoadSummary{sum}, in.summaries)
+
+	for name, bad := range map[string]rabbitmq.Delivery{
+		"not JSON":        {Body: []byte("{"), Headers: m.Headers},
+		"another load":    {Body: m.Body, Headers: amqp.Table{rabbitmq.HeaderLoad: int64(43), rabbitmq.HeaderKind: rabbitmq.KindLoadSummary}},
+		"counts disagree": {Body: []byte(`{"load":42,"read":1,"published":5,"rejected":0}`), Headers: m.Headers},
+		"negative counts": {Body: []byte(`{"load":42,"read":-1,"published":-1,"rejected":0}`), Headers: m.Headers},
+		"no load header":  {Body: m.Body, Headers: amqp.Table{rabbitmq.HeaderKind: rabbitmq.KindLoadSummary}},
+		"huge":            {Body: []byte(`{"load":42` + strings.Repeat(" ", 5000) + `}`), Headers: m.Headers},
+	} {
+		got := h(ctx, bad)
+		if _, ok := got.(rabbitmq.DeadLetter); !ok {
+			t.Errorf("%s: %T, want a dead letter", name, got)
+		}
+	}
+	in.err = viswals.Errorf(viswals.EUNAVAILABLE, "postgres down")
+	require.IsType(t, rabbitmq.Requeue{}, h(ctx, d), "a summary that cannot be recorded now is requeued")
 }

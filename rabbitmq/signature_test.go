@@ -118,11 +118,13 @@ type syncIngester struct {
 	ids map[int64]int
 }
 
-func (s *syncIngester) IngestSealed(ctx context.Context, recs []viswals.Record, redelivered bool) ([]viswals.Refusal, error) {
-	return s.Ingest(ctx, recs, redelivered)
+func (s *syncIngester) IngestSealed(ctx context.Context, recs []viswals.Record, redelivered bool, rc *viswals.Receipt) ([]viswals.Refusal, error) {
+	return s.IngestCounted(ctx, recs, redelivered, rc)
 }
 
-func (s *syncIngester) Ingest(_ context.Context, recs []viswals.Record, _ bool) ([]viswals.Refusal, error) {
+func (s *syncIngester) RecordSummary(context.Context, viswals.LoadSummary) error { return nil }
+
+func (s *syncIngester) IngestCounted(_ context.Context, recs []viswals.Record, _ bool, _ *viswals.Receipt) ([]viswals.Refusal, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var refused []viswals.Refusal

@@ -51,6 +51,7 @@ func newAPI(cfg config.Consumer, logger *slog.Logger, reg *prometheus.Registry, 
 	deps.Users = usercache.NewStore(d.store, d.cache, d.keyring, usercache.Options{Logger: logger, Metrics: usercache.NewMetrics(reg)})
 	deps.Keys = d.keyring
 	deps.Feed = feed
+	deps.Loads = d.store
 	api, err := httpapi.New(httpapi.Config{
 		CursorKey:   d.keyring.CursorKey(),
 		Registry:    reg,

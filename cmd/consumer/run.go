@@ -33,7 +33,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 	if len(args) > 0 && args[0] == "apikey" {
 		return runAPIKey(args[1:], stdout, stderr) // needs no configuration
 	}
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "dlq" || args[0] == "queue" || args[0] == "healthcheck" || args[0] == "rekey") {
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "dlq" || args[0] == "queue" || args[0] == "loads" || args[0] == "healthcheck" || args[0] == "rekey") {
 		cmd, args = args[0], args[1:]
 	}
 	var rk rekeyFlags
@@ -58,6 +58,8 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 		return runRekey(ctx, cfg, rk, logger, stdout, stderr)
 	case "queue":
 		return runQueue(ctx, cfg, rest, stdout)
+	case "loads":
+		return runLoads(ctx, cfg, rest, stdout)
 	case "healthcheck":
 		return healthcheck(ctx, cfg.Addr, cfg.TLS())
 	}
@@ -92,6 +94,7 @@ type Main struct {
 	ingester   *ingest.Ingester
 	consumer   *rabbitmq.Consumer
 	handler    rabbitmq.Handler
+	loadEvents *rabbitmq.LoadEvents
 	feed       *changefeed.Hub
 	ln         net.Listener
 	srv        *http.Server
@@ -193,7 +196,9 @@ func (m *Main) build(ctx context.Context) error {
 	roles := map[string][]string{}
 	if cfg.Roles.Ingest {
 		metrics := ingest.NewMetrics(reg)
-		m.ingester = ingest.New(m.store, cache, keyring, ingest.Options{Logger: logger, Metrics: metrics, MaxVersionSkew: cfg.MaxVersionSkew})
+		m.loadEvents = rabbitmq.NewLoadEvents(cfg.RabbitURL, cfg.Queue, logger)
+		m.ingester = ingest.New(m.store, cache, keyring, ingest.Options{Logger: logger, Metrics: metrics, MaxVersionSkew: cfg.MaxVersionSkew,
+			OnLoad: m.loadEvents.Notify})
 		m.handler = rabbitmq.BatchHandler(m.ingester, logger)
 		if signer != nil {
 			m.handler = rabbitmq.Verified(signer, m.handler, logger)
@@ -302,6 +307,10 @@ func (m *Main) Run(ctx context.Context) error {
 		return nil
 	})
 	if m.consumer != nil {
+		g.Go(func() error {
+			announceRecentLoads(gctx, m.store, m.loadEvents, logger)
+			return m.loadEvents.Run(gctx)
+		})
 		// Run drains in-flight messages before it returns.
 		g.Go(func() error { return m.consumer.Run(gctx, m.handler) })
 	}
@@ -443,4 +452,19 @@ func healthcheck(ctx context.Context, addr string, useTLS bool) error {
 		return fmt.Errorf("healthz: status %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// announceRecentLoads publishes the records of the newest loads once at
+// start: a producer following its load (producer --wait) gets the state
+// of a load whose last record this process, or one before it, committed
+// but could not announce before it stopped.
+func announceRecentLoads(ctx context.Context, store *postgres.Store, events *rabbitmq.LoadEvents, logger *slog.Logger) {
+	recs, err := store.ListLoads(ctx, 0, 20)
+	if err != nil {
+		logger.Warn("cannot read the recent loads to announce them", "err", err)
+		return
+	}
+	for _, r := range recs {
+		events.Notify(r)
+	}
 }

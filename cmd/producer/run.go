@@ -81,12 +81,13 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 	}
 	bar := producer.NewBar(stderr)
 	start := time.Now()
+	// The load id orders this run's rows after every earlier run's.
+	loadID := start.UnixNano()
 	p := producer.New(rows, pub, rejects, bar, producer.Options{
 		ContentType: contentType,
 		BatchSize:   cfg.BatchSize,
-		// The load id orders this run's rows after every earlier run's.
-		LoadID: start.UnixNano(),
-		Sealer: sealer,
+		LoadID:      loadID,
+		Sealer:      sealer,
 	})
 	n, err := p.Run(ctx)
 	bar.Finish()
@@ -94,8 +95,9 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 		err = fmt.Errorf("write rejects: %w", ferr)
 	}
 	took := time.Since(start)
-	fmt.Fprintf(stdout, "read=%d published=%d rejected=%d messages=%d seconds=%.2f rows_per_second=%.0f rejects=%s\n",
-		n.Read, n.Published, n.Rejected, n.Messages, took.Seconds(), float64(n.Read)/max(took.Seconds(), 1e-9), rejectsPath)
+	fmt.Fprintf(stdout, "read=%d published=%d rejected=%d messages=%d seconds=%.2f rows_per_second=%.0f rejects=%s load=%d broker=%s queue=%s\n",
+		n.Read, n.Published, n.Rejected, n.Messages, took.Seconds(), float64(n.Read)/max(took.Seconds(), 1e-9), rejectsPath,
+		loadID, config.RedactURL(cfg.RabbitURL), cfg.Queue)
 	if err != nil {
 		return err
 	}

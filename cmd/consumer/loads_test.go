@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/internal/wait"
+	"github.com/viswals/viswals/rabbitmq"
+)
+
+// getLoad reads GET /loads/{id} as a generic JSON object.
+func getLoad(t *testing.T, base string, id int64) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("%s/loads/%d", base, id))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var body struct {
+		Data map[string]any `json:"data"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+	return resp.StatusCode, body.Data
+}
+
+// waitLoad waits until load id's record satisfies done and returns it.
+func waitLoad(t *testing.T, base string, id int64, what string, done func(map[string]any) bool) map[string]any {
+	t.Helper()
+	var rec map[string]any
+	wait.For(t, 30*time.Second, what, func() (bool, string) {
+		status, r := getLoad(t, base, id)
+		rec = r
+		return status == 200 && done(r), fmt.Sprintf("%d %v", status, r)
+	})
+	return rec
+}
+
+// publishLoad publishes batches of load as the producer would, each under
+// the given message id, then (unless summary is nil) its summary.
+func publishLoad(t *testing.T, e *testEnv, load int64, batches map[string][]viswals.Record, order []string, summary *viswals.LoadSummary) {
+	t.Helper()
+	ctx := context.Background()
+	pub, err := rabbitmq.NewPublisher(ctx, e.rabbit, e.queue, rabbitmq.PublisherOptions{})
+	require.NoError(t, err)
+	defer pub.Close()
+	for _, id := range order {
+		body, err := rabbitmq.Encode(rabbitmq.ContentTypeJSON, batches[id])
+		require.NoError(t, err)
+		require.NoError(t, pub.Publish(ctx, rabbitmq.Message{Body: body, ContentType: rabbitmq.ContentTypeJSON,
+			Headers: rabbitmq.BatchHeaders(load), MessageID: id}))
+	}
+	if summary != nil {
+		require.NoError(t, pub.Publish(ctx, rabbitmq.SummaryMessage(*summary)))
+	}
+	require.NoError(t, pub.Flush(ctx))
+}
+
+// Every load is recorded with counts that equal its input's: the producer's
+// summary, the consumer's outcomes, dead letters included; a message sent
+// twice is counted once; a load whose summary never came stays incomplete.
+func TestLoadsRecorded(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	base := e.startConsumer(t)
+
+	t.Run("a producer run", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "users.csv")
+		require.NoError(t, os.WriteFile(path, []byte(input), 0o600))
+		out := e.produce(t, path)
+		m := regexp.MustCompile(`load=(\d+) broker=(\S+) queue=(\S+)`).FindStringSubmatch(out)
+		require.NotNil(t, m, "the summary line names the load, broker and queue: %s", out)
+		assert.Equal(t, e.queue, m[3])
+		id, err := viswals.ParseLoadID(m[1])
+		require.NoError(t, err)
+
+		rec := waitLoad(t, base, id, "load complete", func(r map[string]any) bool { return r["state"] == viswals.LoadComplete })
+		// Ids 1, 2, 3, 4, 10 are new; the first row of id 2 is superseded
+		// by the later one in the same message.
+		for k, want := range map[string]float64{"read": 11, "published": 6, "rejected": 5, "received": 6,
+			"inserted": 5, "updated": 0, "unchanged": 1, "dead_lettered": 0} {
+			assert.Equal(t, want, rec[k], k)
+		}
+		metrics := scrape(t, base)
+		assert.Contains(t, metrics, "viswals_rows_rejected_total 5", "the producer's rejects reach the metrics")
+		assert.Contains(t, metrics, `viswals_rows_total{outcome="inserted"} 5`)
+
+		var table bytes.Buffer
+		cfgArgs := []string{"loads", m[1]}
+		require.NoError(t, run(context.Background(), cfgArgs, func(k string) string { return e.vars[k] }, strings.NewReader(""), &table, &bytes.Buffer{}))
+		assert.Regexp(t, m[1]+`\s+complete\s+\S+\s+11\s+6\s+5\s+6\s+5\s+0\s+1\s+0`, table.String())
+	})
+
+	t.Run("dead letters and a message sent twice", func(t *testing.T) {
+		const load = 1700000000000000001
+		good := viswals.Record{User: viswals.User{ID: 101, FirstName: "A", Email: "a@example.com", CreatedAt: time.UnixMilli(0).UTC()}, Version: viswals.Version{Load: load, Line: 2}}
+		bad := viswals.Record{User: viswals.User{ID: 102, FirstName: "B", Email: "no-at-sign", CreatedAt: time.UnixMilli(0).UTC()}, Version: viswals.Version{Load: load, Line: 3}}
+		other := viswals.Record{User: viswals.User{ID: 103, FirstName: "C", Email: "c@example.com", CreatedAt: time.UnixMilli(0).UTC()}, Version: viswals.Version{Load: load, Line: 4}}
+		publishLoad(t, e, load, map[string][]viswals.Record{"m1": {good, bad}, "m2": {other}},
+			[]string{"m1", "m2", "m1"}, &viswals.LoadSummary{Load: load, Read: 3, Published: 3})
+		rec := waitLoad(t, base, load, "all rows accounted for", func(r map[string]any) bool { return r["state"] != viswals.LoadIncomplete })
+		assert.Equal(t, viswals.LoadDeadLettered, rec["state"])
+		for k, want := range map[string]float64{"published": 3, "received": 3, "inserted": 2, "dead_lettered": 1} {
+			assert.Equal(t, want, rec[k], k)
+		}
+		// The copy of m1 is consumed too; give it time to be (not) counted.
+		waitIngested(t, base, "the copy of m1 consumed", 6+1+1+1)
+		_, rec = getLoad(t, base, load)
+		assert.Equal(t, 3.0, rec["received"], "a message sent twice is counted once")
+	})
+
+	t.Run("a lost summary", func(t *testing.T) {
+		const load = 1700000000000000002
+		u := viswals.Record{User: viswals.User{ID: 201, Email: "d@example.com", CreatedAt: time.UnixMilli(0).UTC()}, Version: viswals.Version{Load: load, Line: 2}}
+		publishLoad(t, e, load, map[string][]viswals.Record{"m1": {u}}, []string{"m1"}, nil)
+		rec := waitLoad(t, base, load, "its row committed", func(r map[string]any) bool { return r["received"] == 1.0 })
+		assert.Equal(t, viswals.LoadIncomplete, rec["state"], "without its summary a load is never done")
+		assert.Nil(t, rec["published"])
+	})
+
+	t.Run("bad ids", func(t *testing.T) {
+		status, _ := getLoad(t, base, 42)
+		assert.Equal(t, http.StatusNotFound, status)
+		resp, err := http.Get(base + "/loads/not-a-number")
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	})
+}
+
+// scrape returns the consumer's /metrics text.
+func scrape(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, err = b.ReadFrom(resp.Body)
+	require.NoError(t, err)
+	return b.String()
+}
