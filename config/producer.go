@@ -22,6 +22,9 @@ type Producer struct {
 	SigningKey       string // INGEST_SIGNING_KEY; "": messages go unsigned
 	Seal             bool   // seal emails before publishing, with Keys
 	Keys             EncryptionKeys
+	Wait             bool          // follow the load until the consumers committed it
+	WaitTimeout      time.Duration // give up waiting after this long without progress
+	Progress         string        // auto, bar, plain or none
 }
 
 // ParseProducer reads the producer's flags and environment. It returns
@@ -48,6 +51,9 @@ func ParseProducer(args []string, getenv Getenv, out io.Writer) (Producer, error
 	s.Secret(&c.SigningKey, "signing-key", "INGEST_SIGNING_KEY", "", "`key` to sign every message with (HMAC-SHA256), the consumer's INGEST_SIGNING_KEY")
 	s.Bool(&c.Seal, "seal", "PRODUCER_SEAL", false, "seal every email with the consumer's keys (ENCRYPTION_KEY or ENCRYPTION_KEYS) before publishing, so the broker never holds plaintext")
 	s.encryptionKeys(&c.Keys)
+	s.Bool(&c.Wait, "wait", "PRODUCER_WAIT", false, "after publishing, follow the load until the consumers committed all of it; exit 0 only then (non-zero when rows were dead-lettered)")
+	s.Duration(&c.WaitTimeout, "wait-timeout", "PRODUCER_WAIT_TIMEOUT", 2*time.Minute, "with --wait, give up (exit 1) when the consumers commit nothing of the load for this long")
+	s.String(&c.Progress, "progress", "PRODUCER_PROGRESS", "auto", "progress on stderr: bar (redrawn in place), plain (a line every 5s, for logs), none, or auto (bar on a terminal, plain otherwise)")
 	if err := s.parse(args); err != nil {
 		return c, usageError(err)
 	}
@@ -64,6 +70,10 @@ func ParseProducer(args []string, getenv Getenv, out io.Writer) (Producer, error
 		return c, usageError(fmt.Errorf("--batch must be between 1 and 100000, got %d", c.BatchSize))
 	case c.Format != "gob" && c.Format != "json":
 		return c, usageError(fmt.Errorf("--format must be gob or json, got %q", c.Format))
+	case c.Progress != "auto" && c.Progress != "bar" && c.Progress != "plain" && c.Progress != "none":
+		return c, usageError(fmt.Errorf("--progress must be auto, bar, plain or none, got %q", c.Progress))
+	case c.WaitTimeout <= 0:
+		return c, usageError(fmt.Errorf("--wait-timeout must be > 0, got %s", c.WaitTimeout))
 	case c.MaxInFlight < 1:
 		return c, usageError(fmt.Errorf("--max-in-flight must be >= 1, got %d", c.MaxInFlight))
 	}

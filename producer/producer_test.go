@@ -220,13 +220,39 @@ func TestRunReportsProgressEvery4096Rows(t *testing.T) {
 	assert.Equal(t, []int64{4096, 8192, 8193}, prog.sets)
 }
 
-func TestBarIsSilentOffATerminal(t *testing.T) {
+func TestMeter(t *testing.T) {
 	t.Parallel()
-	var out strings.Builder
-	bar := producer.NewBar(&out)
-	bar.Set(10)
-	bar.Finish()
-	assert.Empty(t, out.String())
+	for _, tc := range []struct {
+		name, mode string
+		size       int64
+		want, not  []string
+	}{
+		{"none is silent", producer.ProgressNone, 1000, nil, []string{"loading", "committed"}},
+		{"plain, file", producer.ProgressPlain, 1000, []string{"loading: 50.0% rows=10 rows_per_second=", "eta=", "committed: 5/10 rows (slow)\n"}, nil},
+		{"plain, stdin: no percent", producer.ProgressPlain, -1, []string{"loading: rows=10 rows_per_second="}, []string{"%", "eta"}},
+		{"auto off a terminal is plain", producer.ProgressAuto, 1000, []string{"loading: 50.0%"}, nil},
+		{"bar, file", producer.ProgressBar, 1000, []string{"loading 10 rows (", "rows/s)", "0% |", "committed (slow)"}, nil},
+		{"bar, stdin: a spinner", producer.ProgressBar, -1, []string{"loading (10/-", "rows/s"}, []string{"loading 10 rows"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var out strings.Builder
+			in := producer.NewCountingReader(strings.NewReader(strings.Repeat("x", 500)))
+			_, err := io.ReadAll(in)
+			require.NoError(t, err)
+			m := producer.NewMeter(&out, tc.mode, tc.size, in)
+			m.Set(10)
+			m.Loaded()
+			m.Committed(5, 10, "slow")
+			m.Finish()
+			for _, w := range tc.want {
+				assert.Contains(t, out.String(), w)
+			}
+			for _, n := range tc.not {
+				assert.NotContains(t, out.String(), n)
+			}
+		})
+	}
 }
 
 // discard is a publisher that confirms everything at once.

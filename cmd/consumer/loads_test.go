@@ -4,15 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -148,4 +151,75 @@ func scrape(t *testing.T, base string) string {
 	_, err = b.ReadFrom(resp.Body)
 	require.NoError(t, err)
 	return b.String()
+}
+
+// produceExit runs the producer binary and returns its exit code, stdout
+// and stderr.
+func (e *testEnv) produceExit(t *testing.T, path string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(buildProducer(t), append(args, path)...)
+	cmd.Env = os.Environ()
+	for k, v := range e.vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		code = exit.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return code, stdout.String(), stderr.String()
+}
+
+// producer --wait exits 0 once the consumer committed the whole load, 1
+// with the count when rows were dead-lettered, and 1 at --wait-timeout
+// when no consumer is there, having shown that it waits.
+func TestProducerWait(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "users.csv")
+	require.NoError(t, os.WriteFile(path, []byte(input), 0o600))
+
+	t.Run("no consumer", func(t *testing.T) {
+		t.Parallel()
+		e := newTestEnv(t)
+		start := time.Now()
+		code, out, errOut := e.produceExit(t, path, "--wait", "--wait-timeout", "2s", "--progress", "plain")
+		assert.Equal(t, 1, code, "stdout %s\nstderr %s", out, errOut)
+		assert.Contains(t, errOut, "committed: 0/6 rows (waiting for the consumers)")
+		assert.Contains(t, errOut, "gave up after 2s without progress (--wait-timeout): the consumers committed 0 of 6 rows")
+		assert.Less(t, time.Since(start), 30*time.Second)
+	})
+
+	t.Run("committed", func(t *testing.T) {
+		t.Parallel()
+		e := newTestEnv(t)
+		e.startConsumer(t)
+		code, out, errOut := e.produceExit(t, path, "--wait", "--progress", "plain")
+		require.Equal(t, 0, code, "stdout %s\nstderr %s", out, errOut)
+		assert.Regexp(t, `load=\d+ state=complete received=6 inserted=5 updated=0 unchanged=1 dead_lettered=0`, out)
+		assert.Contains(t, errOut, "committed: 6/6 rows")
+	})
+
+	t.Run("rows dead-lettered", func(t *testing.T) {
+		t.Parallel()
+		e := newTestEnv(t)
+		e.startConsumer(t)
+		// Postgres refuses one user (a rule the producer does not know):
+		// the consumer dead-letters it and commits the others, one by one
+		// (so the two rows of id 2 are an insert and an update).
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, e.dbURL)
+		require.NoError(t, err)
+		_, err = conn.Exec(ctx, `ALTER TABLE users ADD CONSTRAINT no_zoe CHECK (first_name <> 'Zoë')`)
+		conn.Close(ctx)
+		require.NoError(t, err)
+		code, out, errOut := e.produceExit(t, path, "--wait", "--progress", "none")
+		assert.Equal(t, 1, code, "stdout %s\nstderr %s", out, errOut)
+		assert.Regexp(t, `load=\d+ state=dead_lettered received=6 inserted=4 updated=1 unchanged=0 dead_lettered=1`, out)
+		assert.Contains(t, errOut, "1 of 6 rows went to the dead-letter queue")
+	})
 }

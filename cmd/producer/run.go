@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/viswals/viswals"
 	"github.com/viswals/viswals/config"
 	"github.com/viswals/viswals/csvin"
 	"github.com/viswals/viswals/producer"
@@ -25,12 +26,13 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 	}
 	logger := config.NewLogger(stderr, cfg.LogLevel)
 
-	in, err := openInput(cfg.Input, stdin)
+	in, size, err := openInput(cfg.Input, stdin)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	rows, err := csvin.NewReader(in)
+	counted := producer.NewCountingReader(in)
+	rows, err := csvin.NewReader(counted)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", cfg.Input, err)
 	}
@@ -79,10 +81,21 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 	if sealer != nil {
 		contentType = rabbitmq.WithSealedEmails(contentType)
 	}
-	bar := producer.NewBar(stderr)
 	start := time.Now()
 	// The load id orders this run's rows after every earlier run's.
 	loadID := start.UnixNano()
+	var follower *rabbitmq.LoadFollower
+	if cfg.Wait {
+		// Subscribed before the first message, so no record of the load
+		// can pass unseen; its queue outlives the wait by a minute.
+		follower, err = rabbitmq.FollowLoad(ctx, cfg.RabbitURL, cfg.Queue, loadID, cfg.WaitTimeout+time.Minute, logger)
+		if err != nil {
+			return err
+		}
+		defer follower.Close()
+	}
+	bar := producer.NewMeter(stderr, cfg.Progress, size, counted)
+	defer bar.Finish()
 	p := producer.New(rows, pub, rejects, bar, producer.Options{
 		ContentType: contentType,
 		BatchSize:   cfg.BatchSize,
@@ -90,7 +103,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 		Sealer:      sealer,
 	})
 	n, err := p.Run(ctx)
-	bar.Finish()
+	bar.Loaded()
 	if ferr := rejects.Flush(); err == nil && ferr != nil {
 		err = fmt.Errorf("write rejects: %w", ferr)
 	}
@@ -101,19 +114,37 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdin io.Read
 	if err != nil {
 		return err
 	}
-	logger.Info("load confirmed", "read", n.Read, "published", n.Published, "rejected", n.Rejected, "seconds", took.Seconds())
-	return nil
+	logger.Info("load confirmed", "load", loadID, "read", n.Read, "published", n.Published, "rejected", n.Rejected, "seconds", took.Seconds())
+	if follower == nil {
+		return nil
+	}
+	rec, err := producer.Wait(ctx, loadID, follower.Records(), producer.WaitOptions{
+		Published: n.Published,
+		Timeout:   cfg.WaitTimeout,
+		Show:      func(rec viswals.LoadRecord, note string) { bar.Committed(rec.Received, n.Published, note) },
+	})
+	bar.Finish()
+	took = time.Since(start)
+	fmt.Fprintf(stdout, "load=%d state=%s received=%d inserted=%d updated=%d unchanged=%d dead_lettered=%d seconds=%.2f\n",
+		loadID, rec.State(), rec.Received, rec.Inserted, rec.Updated, rec.Unchanged, rec.DeadLettered, took.Seconds())
+	return err
 }
 
-func openInput(path string, stdin io.Reader) (io.ReadCloser, error) {
+// openInput opens the input and tells its size in bytes (-1 when unknown:
+// stdin, a pipe).
+func openInput(path string, stdin io.Reader) (io.ReadCloser, int64, error) {
 	if path == "-" {
-		return io.NopCloser(stdin), nil
+		return io.NopCloser(stdin), -1, nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("open input: %w", err)
+		return nil, 0, fmt.Errorf("open input: %w", err)
 	}
-	return f, nil
+	size := int64(-1)
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		size = st.Size()
+	}
+	return f, size, nil
 }
 
 // createPrivate creates or truncates the file at path, readable and
