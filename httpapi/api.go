@@ -33,7 +33,7 @@ type Config struct {
 	// as an API process's do. Deps need only Checks then, and CursorKey
 	// may be empty.
 	OpsOnly bool
-	SSE          SSEOptions
+	SSE     SSEOptions
 
 	// Auth authenticates bearer tokens; required unless AuthOff.
 	Auth *auth.Authenticator
@@ -117,6 +117,11 @@ func New(cfg Config, deps Deps) (*API, error) {
 	m, err := newMetrics(cfg.Registry)
 	if err != nil {
 		return nil, err
+	}
+	if len(deps.Checks) > 0 {
+		if err := cfg.Registry.Register(newReadyCollector(deps.Checks, cfg.ReadyTimeout)); err != nil {
+			return nil, err
+		}
 	}
 	a := &API{cfg: cfg, deps: deps, log: cfg.Logger, metrics: m, auditLog: cfg.Audit.Handler()}
 	lim := cfg.Limits

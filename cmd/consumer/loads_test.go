@@ -223,3 +223,36 @@ func TestProducerWait(t *testing.T) {
 		assert.Contains(t, errOut, "1 of 6 rows went to the dead-letter queue")
 	})
 }
+
+// Every metric the observability pack's dashboard and alert rules read is
+// one the consumer serves on /metrics.
+func TestObservabilityPackNamesServedMetrics(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	base := e.startConsumer(t)
+	resp, err := http.Get(base + "/users?limit=1") // an HTTP latency series
+	require.NoError(t, err)
+	resp.Body.Close()
+
+	served := map[string]bool{}
+	wait.For(t, 30*time.Second, "the queue depths on /metrics", func() (bool, string) {
+		text := scrape(t, base)
+		for _, m := range regexp.MustCompile(`(?m)^# TYPE (\S+) (\S+)$`).FindAllStringSubmatch(text, -1) {
+			served[m[1]] = true
+			if m[2] == "histogram" {
+				served[m[1]+"_bucket"], served[m[1]+"_sum"], served[m[1]+"_count"] = true, true, true
+			}
+		}
+		return served["viswals_queue_messages"], "viswals_queue_messages not served yet"
+	})
+	names := regexp.MustCompile(`\b(?:viswals|process|go)_[a-z0-9_]+\b`)
+	for _, f := range []string{"dashboard.json", "alerts.yml"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "observability", f))
+		require.NoError(t, err)
+		found := names.FindAllString(string(b), -1)
+		require.NotEmpty(t, found, f)
+		for _, n := range found {
+			assert.True(t, served[n], "%s reads %s, which the consumer does not serve", f, n)
+		}
+	}
+}

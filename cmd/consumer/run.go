@@ -95,6 +95,7 @@ type Main struct {
 	consumer   *rabbitmq.Consumer
 	handler    rabbitmq.Handler
 	loadEvents *rabbitmq.LoadEvents
+	depths     *rabbitmq.DepthWatch
 	feed       *changefeed.Hub
 	ln         net.Listener
 	srv        *http.Server
@@ -197,6 +198,7 @@ func (m *Main) build(ctx context.Context) error {
 	if cfg.Roles.Ingest {
 		metrics := ingest.NewMetrics(reg)
 		m.loadEvents = rabbitmq.NewLoadEvents(cfg.RabbitURL, cfg.Queue, logger)
+		m.depths = rabbitmq.NewDepthWatch(cfg.RabbitURL, cfg.Queue, reg, logger)
 		m.ingester = ingest.New(m.store, cache, keyring, ingest.Options{Logger: logger, Metrics: metrics, MaxVersionSkew: cfg.MaxVersionSkew,
 			OnLoad: m.loadEvents.Notify})
 		m.handler = rabbitmq.BatchHandler(m.ingester, logger)
@@ -310,6 +312,10 @@ func (m *Main) Run(ctx context.Context) error {
 		g.Go(func() error {
 			announceRecentLoads(gctx, m.store, m.loadEvents, logger)
 			return m.loadEvents.Run(gctx)
+		})
+		g.Go(func() error {
+			m.depths.Run(gctx, 15*time.Second)
+			return nil
 		})
 		// Run drains in-flight messages before it returns.
 		g.Go(func() error { return m.consumer.Run(gctx, m.handler) })
