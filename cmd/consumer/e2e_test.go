@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -213,15 +212,9 @@ func (e *testEnv) startProcess(t *testing.T, client *http.Client, args []string,
 // produce runs the producer binary on path and returns its stdout.
 func (e *testEnv) produce(t *testing.T, path string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(buildProducer(t), append(args, path)...)
-	cmd.Env = os.Environ()
-	for k, v := range e.vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	require.NoError(t, cmd.Run(), "producer failed: %s", stderr.String())
-	return stdout.String()
+	code, stdout, stderr := e.produceExit(t, path, args...)
+	require.Zero(t, code, "producer failed: %s", stderr)
+	return stdout
 }
 
 // waitIngested waits until the consumer at base has ingested at least n rows.
