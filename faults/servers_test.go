@@ -210,32 +210,16 @@ func newRabbitNode(dir, home, node string) (*rabbitNode, error) {
 	if n.distPort, err = testservers.FreePort(); err != nil {
 		return nil, err
 	}
-	conf := filepath.Join(dir, "rabbitmq.conf")
-	files := map[string]string{
-		conf:                              fmt.Sprintf("listeners.tcp.default = 127.0.0.1:%d\nloopback_users = none\n", n.port),
-		filepath.Join(dir, "env.conf"):    "",
-		filepath.Join(dir, "plugins.erl"): "[].\n",
+	nodeEnv, err := testservers.RabbitNodeFiles(dir, n.node, n.distPort,
+		fmt.Sprintf("listeners.tcp.default = 127.0.0.1:%d\nloopback_users = none\n", n.port))
+	if err != nil {
+		return nil, err
 	}
-	for path, content := range files {
-		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-			return nil, err
-		}
-	}
-	n.env = cleanEnv(
-		"HOME="+home, // the Erlang cookie of this node and of its rabbitmqctl
-		"RABBITMQ_NODENAME="+n.node,
+	n.env = cleanEnv(append([]string{
+		"HOME=" + home, // the Erlang cookie of this node and of its rabbitmqctl
 		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
-		"RABBITMQ_NODE_PORT="+strconv.Itoa(n.port),
-		"RABBITMQ_DIST_PORT="+strconv.Itoa(n.distPort),
-		"RABBITMQ_CONFIG_FILE="+conf,
-		"RABBITMQ_CONF_ENV_FILE="+filepath.Join(dir, "env.conf"),
-		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(dir, "plugins.erl"),
-		"RABBITMQ_MNESIA_BASE="+filepath.Join(dir, "mnesia"),
-		"RABBITMQ_LOG_BASE="+filepath.Join(dir, "log"),
-		// Exec the VM instead of keeping a shell in front of it, so the
-		// process we start is the node itself.
-		"RUNNING_UNDER_SYSTEMD=true",
-	)
+		"RABBITMQ_NODE_PORT=" + strconv.Itoa(n.port),
+	}, nodeEnv...)...)
 	return n, nil
 }
 

@@ -299,32 +299,14 @@ func StartRabbit(dir string, t TLS, ready func(url string) error) (*Rabbit, erro
 	if err != nil {
 		return nil, err
 	}
-	conf := filepath.Join(dir, "rabbitmq.conf")
-	files := map[string]string{
-		conf: fmt.Sprintf("listeners.tcp = none\nlisteners.ssl.default = 127.0.0.1:%d\nloopback_users = none\n"+
-			"ssl_options.cacertfile = %s\nssl_options.certfile = %s\nssl_options.keyfile = %s\n"+
-			"ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n", n.Port, t.CAFile, t.CertFile, t.KeyFile),
-		filepath.Join(dir, "env.conf"):    "",
-		filepath.Join(dir, "plugins.erl"): "[].\n",
+	nodeEnv, err := RabbitNodeFiles(dir, n.Node, distPort, fmt.Sprintf("listeners.tcp = none\nlisteners.ssl.default = 127.0.0.1:%d\nloopback_users = none\n"+
+		"ssl_options.cacertfile = %s\nssl_options.certfile = %s\nssl_options.keyfile = %s\n"+
+		"ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n", n.Port, t.CAFile, t.CertFile, t.KeyFile))
+	if err != nil {
+		return nil, err
 	}
-	for path, content := range files {
-		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-			return nil, err
-		}
-	}
-	n.env = env(
-		"HOME="+dir, // the Erlang cookie of this node and of its rabbitmqctl
-		"RABBITMQ_NODENAME="+n.Node,
-		"RABBITMQ_DIST_PORT="+strconv.Itoa(distPort),
-		"RABBITMQ_CONFIG_FILE="+conf,
-		"RABBITMQ_CONF_ENV_FILE="+filepath.Join(dir, "env.conf"),
-		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(dir, "plugins.erl"),
-		"RABBITMQ_MNESIA_BASE="+filepath.Join(dir, "mnesia"),
-		"RABBITMQ_LOG_BASE="+filepath.Join(dir, "log"),
-		// Exec the VM instead of keeping a shell in front of it, so the
-		// process started is the node itself.
-		"RUNNING_UNDER_SYSTEMD=true",
-	)
+	// HOME holds the Erlang cookie of this node and of its rabbitmqctl.
+	n.env = env(append([]string{"HOME=" + dir}, nodeEnv...)...)
 	out, err := os.Create(filepath.Join(dir, "server.out"))
 	if err != nil {
 		return nil, err
@@ -395,6 +377,35 @@ func FreePort() (int, error) {
 
 // env is a minimal environment plus set: the servers must not inherit
 // the test's settings (PG*, RABBITMQ_*, a HOME with another cookie).
+// RabbitNodeFiles writes what a RabbitMQ node of a test's own reads in dir
+// (config, an empty env file, no plugins) and returns the RABBITMQ_*
+// settings that point the node named node at them.
+func RabbitNodeFiles(dir, node string, distPort int, config string) ([]string, error) {
+	conf := filepath.Join(dir, "rabbitmq.conf")
+	files := map[string]string{
+		conf:                              config,
+		filepath.Join(dir, "env.conf"):    "",
+		filepath.Join(dir, "plugins.erl"): "[].\n",
+	}
+	for path, content := range files {
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return []string{
+		"RABBITMQ_NODENAME=" + node,
+		"RABBITMQ_DIST_PORT=" + strconv.Itoa(distPort),
+		"RABBITMQ_CONFIG_FILE=" + conf,
+		"RABBITMQ_CONF_ENV_FILE=" + filepath.Join(dir, "env.conf"),
+		"RABBITMQ_ENABLED_PLUGINS_FILE=" + filepath.Join(dir, "plugins.erl"),
+		"RABBITMQ_MNESIA_BASE=" + filepath.Join(dir, "mnesia"),
+		"RABBITMQ_LOG_BASE=" + filepath.Join(dir, "log"),
+		// Exec the VM instead of keeping a shell in front of it, so the
+		// process started is the node itself.
+		"RUNNING_UNDER_SYSTEMD=true",
+	}, nil
+}
+
 func env(set ...string) []string {
 	return append([]string{"PATH=" + os.Getenv("PATH"), "LANG=C.UTF-8"}, set...)
 }
