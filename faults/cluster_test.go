@@ -154,30 +154,15 @@ func TestRabbitMQClusterNodesKilled(t *testing.T) {
 	// The producer reads stdin, fed in parts, so that it is mid-file at
 	// each fault and the load cannot end before the faults are over.
 	p := s.startProducerStdin()
-	fed := make(chan error, 1)
-	feed := func(from, to float64) {
-		t.Helper()
-		go func() { fed <- s.feed(p.stdin, int64(float64(s.in.size)*from), int64(float64(s.in.size)*to)) }()
-	}
-	waitFed := func() {
-		t.Helper()
-		select {
-		case err := <-fed:
-			if err != nil {
-				t.Fatalf("feed %s: %v", p.name, err)
-			}
-		case <-time.After(loadTimeout):
-			t.Fatalf("%s did not take its input within %s", p.name, loadTimeout)
-		}
-	}
+	f := s.feeder(p)
 
-	feed(0, 0.5)
+	f.feed(0, 0.5)
 	n := s.waitRows(s.share(0.2), c1, c2)
 	wait.For(s.t, loadTimeout, "both consumers to have ingested rows", func() (bool, string) {
 		a, b := c1.metric("viswals_rows_ingested_total"), c2.metric("viswals_rows_ingested_total")
 		return a > 0 && b > 0, fmt.Sprintf("%s: %.0f rows, %s: %.0f rows", c1.name, a, c2.name, b)
 	})
-	waitFed()
+	f.wait()
 	leader, err := cl.leader(s.queue)
 	if err != nil {
 		t.Fatal(err)
@@ -186,9 +171,9 @@ func TestRabbitMQClusterNodesKilled(t *testing.T) {
 	t.Logf("killed %s, the leader of %s, with SIGKILL at %d users", cl.nodes[leader].node, s.queue, n)
 
 	// Publishing and ingestion go on without it.
-	feed(0.5, 0.8)
+	f.feed(0.5, 0.8)
 	n = s.waitRows(s.share(0.55), c1, c2)
-	waitFed()
+	f.wait()
 	if err := cl.nodes[leader].relaunch(); err != nil {
 		t.Fatal(err)
 	}
@@ -201,9 +186,8 @@ func TestRabbitMQClusterNodesKilled(t *testing.T) {
 	}
 	t.Logf("%s restarted at %d users", cl.nodes[second].node, m)
 
-	feed(0.8, 1)
-	waitFed()
-	p.stdin.Close()
+	f.feed(0.8, 1)
+	f.wait()
 	s.waitProducer(p)
 	s.finish(s.in.want, 0, c1, c2)
 	for _, c := range []*consumer{c1, c2} {

@@ -111,34 +111,14 @@ func TestRabbitMQRestart(t *testing.T) {
 	// The producer reads stdin so that it is mid-file at each fault, with
 	// messages being published while the broker goes away.
 	p := s.startProducerStdin()
-	fed := make(chan error, 1)
-	feed := func(from, to float64, closeAfter bool) {
-		go func() {
-			err := s.feed(p.stdin, int64(float64(s.in.size)*from), int64(float64(s.in.size)*to))
-			if closeAfter {
-				p.stdin.Close()
-			}
-			fed <- err
-		}()
-	}
-	waitFed := func() {
-		t.Helper()
-		select {
-		case err := <-fed:
-			if err != nil {
-				t.Fatalf("feed %s: %v", p.name, err)
-			}
-		case <-time.After(loadTimeout):
-			t.Fatalf("%s did not take its input within %s", p.name, loadTimeout)
-		}
-	}
+	f := s.feeder(p)
 
-	feed(0, 0.4, false)
+	f.feed(0, 0.4)
 	s.waitRows(s.share(0.1), c)
-	waitFed()
+	f.wait()
 
 	// 1. stop_app / start_app, as an operator (or the judging harness) does.
-	feed(0.4, 0.7, false)
+	f.feed(0.4, 0.7)
 	if out, err := s.rabbit.ctl("stop_app"); err != nil {
 		t.Fatalf("rabbitmqctl stop_app: %v\n%s", err, out)
 	}
@@ -149,18 +129,18 @@ func TestRabbitMQRestart(t *testing.T) {
 		t.Fatalf("rabbitmqctl start_app: %v\n%s", err, out)
 	}
 	t.Log("RabbitMQ app stopped and started")
-	waitFed()
+	f.wait()
 
 	// 2. A crash: the node is killed with SIGKILL and started again on its
 	// data. Confirmed messages must survive it.
 	n := s.waitRows(s.share(0.5), c)
-	feed(0.7, 1, true)
+	f.feed(0.7, 1)
 	s.rabbit.kill()
 	if err := s.rabbit.relaunch(); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("RabbitMQ node killed with SIGKILL at %d users and started again", n)
-	waitFed()
+	f.wait()
 
 	s.waitProducer(p)
 	for _, want := range []string{"connection to RabbitMQ lost", "reconnected to RabbitMQ"} {

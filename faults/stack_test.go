@@ -417,6 +417,42 @@ func (s *stack) startProducerStdin() *proc {
 	return s.start("producer", true, s.producerEnv(), "--rejects", filepath.Join(s.dir, name+".rejects.csv"), "-")
 }
 
+// feeder writes parts of the input to a producer's stdin in the
+// background, so that a scenario's faults fall mid-file.
+type feeder struct {
+	s    *stack
+	p    *proc
+	done chan error
+}
+
+func (s *stack) feeder(p *proc) *feeder { return &feeder{s: s, p: p, done: make(chan error, 1)} }
+
+// feed writes the input's share [from, to); the last part (to 1) also
+// ends the producer's input.
+func (f *feeder) feed(from, to float64) {
+	size := float64(f.s.in.size)
+	go func() {
+		err := f.s.feed(f.p.stdin, int64(size*from), int64(size*to))
+		if to == 1 {
+			f.p.stdin.Close()
+		}
+		f.done <- err
+	}()
+}
+
+// wait returns once the part being fed is written.
+func (f *feeder) wait() {
+	f.s.t.Helper()
+	select {
+	case err := <-f.done:
+		if err != nil {
+			f.s.t.Fatalf("feed %s: %v", f.p.name, err)
+		}
+	case <-time.After(loadTimeout):
+		f.s.t.Fatalf("%s did not take its input within %s", f.p.name, loadTimeout)
+	}
+}
+
 // feed copies bytes [from, to) of the input file to w.
 func (s *stack) feed(w io.Writer, from, to int64) error {
 	f, err := os.Open(s.in.path)
