@@ -42,8 +42,8 @@ func writeSession(w http.ResponseWriter, p auth.Principal) {
 
 // handleSessionCreate signs in: the body's token (an API key or an OIDC
 // JWT) is authenticated and exchanged for a session cookie, so that the
-// page's EventSource, which cannot send an Authorization header, is
-// authenticated too. The token is never repeated, in the reply or the log.
+// page's stream is authenticated without the page's scripts holding a
+// token that an injected script could steal. The token is never repeated, in the reply or the log.
 func handleSessionCreate(authn *auth.Authenticator, sessions *auth.Sessions, authOff bool, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := checkSameOrigin(r); err != nil {
