@@ -208,7 +208,7 @@ func TestPage(t *testing.T) {
 		t.Errorf("CSP %q", csp)
 	}
 	page := string(body)
-	for _, want := range []string{"new EventSource(", "/users/sse", "textContent", `id="first_name"`, `id="last_name"`, `id="count"`, `id="state"`} {
+	for _, want := range []string{".getReader()", `"Last-Event-ID"`, "/users/sse", "textContent", `id="first_name"`, `id="last_name"`, `id="count"`, `id="state"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}
