@@ -143,14 +143,22 @@ func (c *rabbitCluster) close() {
 // majority, and the clients move to another node.
 func TestRabbitMQClusterNodesKilled(t *testing.T) {
 	skipShort(t)
-	if !*clusterScenario {
-		t.Skip("opt-in until it has passed on a quiet machine: run with -faults.cluster")
-	}
 	t.Parallel()
 	s := newStack(t, stackOptions{cluster: 3, rows: 200_000})
 	cl := s.cluster
 	c1 := s.startConsumerAt(cl.urls(0, 1, 2))
 	c2 := s.startConsumerAt(cl.urls(2, 1, 0))
+	// The consumers declared the queue. The producer connects first to
+	// the node that leads it, which is the one killed below: the hardest
+	// place to be, as the node it moves to may not know the new leader
+	// yet.
+	var leader int
+	wait.For(s.t, startTimeout, "the queue to have a leader", func() (bool, string) {
+		var err error
+		leader, err = cl.leader(s.queue)
+		return err == nil, fmt.Sprint(err)
+	})
+	s.brokers = cl.urls(leader, (leader+1)%len(cl.nodes), (leader+2)%len(cl.nodes))
 	// The producer reads stdin, fed in parts, so that it is mid-file at
 	// each fault and the load cannot end before the faults are over.
 	p := s.startProducerStdin()
@@ -195,9 +203,10 @@ func TestRabbitMQClusterNodesKilled(t *testing.T) {
 			t.Logf("%s reconnected to another node", c.name)
 		}
 	}
+	if strings.Contains(tailFile(p.errPath, 100000), "broker nacked every message") {
+		t.Logf("%s reconnected again after the broker nacked every message", p.name)
+	}
 }
-
-var clusterScenario = flag.Bool("faults.cluster", false, "run TestRabbitMQClusterNodesKilled: a 3-node RabbitMQ cluster that loses nodes during a 200k-row load")
 
 var clusterBench = flag.Bool("faults.cluster-bench", false, "run TestRabbitMQClusterThroughput: 200k rows through a 3-node cluster with 1, 2 and 4 consumers (for docs/scaling.md)")
 

@@ -244,6 +244,9 @@ type publishLoop struct {
 	// connected is set by the first connection: from then on, refusals
 	// of a restarting broker are retried (see refusedWhileRestarting).
 	connected bool
+	// settled is when the broker last acked a message on this
+	// connection, or when the connection was opened.
+	settled time.Time
 }
 
 func (l *publishLoop) run(ctx context.Context) {
@@ -287,10 +290,20 @@ func (l *publishLoop) run(ctx context.Context) {
 			l.p.published.Add(1)
 			l.send(e)
 		case <-oldest:
-			if nacked := l.collectConfirms(); nacked > 0 {
-				// A broker that refuses messages (a queue at its length
-				// limit with reject-publish) would otherwise get them
-				// back at once, in a tight loop.
+			nacked := l.collectConfirms()
+			switch {
+			case nacked == 0:
+			case time.Since(l.settled) > nackReopen:
+				// After its queue's leader was lost, a channel of
+				// RabbitMQ 3.10 may keep nacking every publish although
+				// a new leader was elected; a new connection is told
+				// of it.
+				l.lose(fmt.Errorf("broker nacked every message for %s", nackReopen))
+			default:
+				l.p.log.Warn("broker nacked messages; republishing them", "nacked", nacked)
+				// A broker that refuses messages for a while (a queue
+				// electing a leader) would otherwise get them back at
+				// once, in a tight loop.
 				_ = sleep(ctx, nackPause)
 			}
 		case err := <-l.closed:
@@ -345,6 +358,7 @@ func (l *publishLoop) open() error {
 		return classify(err)
 	}
 	l.conn, l.ch = conn, ch
+	l.settled = time.Now()
 	l.closed = ch.NotifyClose(make(chan *amqp.Error, 1)) // also told when conn closes
 	logBlocked(conn, l.p.log)
 	return nil
@@ -380,8 +394,12 @@ func (l *publishLoop) sendUnsent() {
 }
 
 // nackPause is how long the publisher waits before resending nacked
-// messages.
-const nackPause = 200 * time.Millisecond
+// messages. nackReopen is how long it goes on being nacked, without an
+// ack, before it reconnects (to the next node of a cluster).
+const (
+	nackPause  = 200 * time.Millisecond
+	nackReopen = 3 * time.Second
+)
 
 // collectConfirms settles every message at the head of inflight whose
 // confirmation has arrived: an ack releases it, a nack queues it to be sent
@@ -400,12 +418,12 @@ func (l *publishLoop) collectConfirms() (nacked int) {
 		l.inflight = l.inflight[1:]
 		if e.dc.Acked() {
 			l.p.confirmed.Add(1)
+			l.settled = time.Now()
 			continue
 		}
 		if !l.ch.IsClosed() {
 			nacked++
 			l.p.nacked.Add(1)
-			l.p.log.Warn("broker nacked a message; republishing it")
 		}
 		e.dc = nil
 		l.unsent = append(l.unsent, e)
