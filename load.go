@@ -46,8 +46,15 @@ type Receipt struct {
 	Load    int64
 	Message string // the same for every delivery of the message
 	Refused int64  // rows refused before they reached the store (dead-lettered)
+	// Replayed marks a dead letter of the load moved back to its queue:
+	// its rows were counted, as dead-lettered, when they were
+	// dead-lettered. They now move to what becomes of them (received does
+	// not grow), so a load whose dead letters are replayed and committed
+	// can become complete. Message is then the dead letter's own key.
+	Replayed bool
 
-	// Set by the store.
+	// Set by the store: what the message added to the load's outcomes
+	// (for a replayed one, none to Received or DeadLettered).
 	Tally   Tally
 	Counted bool       // false: the message had been counted before
 	Record  LoadRecord // the load's record after the commit
@@ -62,6 +69,12 @@ type LoadRecord struct {
 	// Zero until the first message of the load is committed.
 	FirstCommit time.Time `json:"first_commit_at"`
 	LastCommit  time.Time `json:"last_commit_at"`
+	// UnverifiedMessages is set only in what consumers tell a producer
+	// following its load (never stored or served): messages naming this
+	// load were dead-lettered for a missing or bad signature. Their
+	// headers cannot be trusted, so nothing of them is counted; but a
+	// load of the producer's that loses a message so will not complete.
+	UnverifiedMessages int64 `json:"unverified_messages,omitempty"`
 }
 
 // Merge returns what r and o together say of one load, when they were
@@ -77,6 +90,7 @@ func (r LoadRecord) Merge(o LoadRecord) LoadRecord {
 	if r.Summary == nil {
 		r.Summary = o.Summary
 	}
+	r.UnverifiedMessages = max(r.UnverifiedMessages, o.UnverifiedMessages)
 	return r
 }
 

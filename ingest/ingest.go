@@ -218,7 +218,9 @@ func (in *Ingester) ingest(ctx context.Context, recs []viswals.Record, seenBefor
 	}
 
 	if rc != nil {
-		rc.Refused = int64(len(refused))
+		// On top of those the caller refused already (a message it could
+		// not decode).
+		rc.Refused += int64(len(refused))
 	}
 	res, err := in.upsert(ctx, sealed, rc)
 	if err != nil {
@@ -401,7 +403,7 @@ func sub(rc *viswals.Receipt, suffix string, refused int64) *viswals.Receipt {
 	if rc == nil {
 		return nil
 	}
-	return &viswals.Receipt{Load: rc.Load, Message: rc.Message + suffix, Refused: refused}
+	return &viswals.Receipt{Load: rc.Load, Message: rc.Message + suffix, Refused: refused, Replayed: rc.Replayed}
 }
 
 func (in *Ingester) upsertUntilAvailable(ctx context.Context, users []viswals.SealedUser, rc *viswals.Receipt, retried *bool) ([]viswals.SealedUser, bool, error) {

@@ -26,7 +26,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		RowsIngested: prometheus.NewCounter(prometheus.CounterOpts{Name: "viswals_rows_ingested_total", Help: "Users committed to Postgres (valid rows consumed)."}),
 		RowsRejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "viswals_rows_rejected_total", Help: "Rows the producers rejected (bad CSV rows), from their load summaries."}),
-		Rows:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "viswals_rows_total", Help: "Rows of loads by what became of them: inserted, updated, unchanged, dead_lettered (each message counted once)."}, []string{"outcome"}),
+		Rows:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "viswals_rows_total", Help: "Rows of loads by what became of them: inserted, updated, unchanged, dead_lettered (each message counted once; the rows of a replayed dead letter count again under what became of them)."}, []string{"outcome"}),
 		DeadLettered: prometheus.NewCounter(prometheus.CounterOpts{Name: "viswals_messages_dead_lettered_total", Help: "Messages sent to the dead-letter queue."}),
 		BatchLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "viswals_batch_seconds", Help: "Time to validate, seal and commit one batch.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		StoreRetries: prometheus.NewCounter(prometheus.CounterOpts{Name: "viswals_store_retries_total", Help: "Batch writes retried because Postgres was unavailable."}),

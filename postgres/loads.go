@@ -35,6 +35,11 @@ func (s *Store) UpsertCounted(ctx context.Context, users []viswals.SealedUser, r
 const loadColumns = `id, received, inserted, updated, unchanged, dead_lettered,
 	first_commit_at, last_commit_at, read_rows, published_rows, rejected_rows`
 
+// countSQL adds a message's counts to its load, once per message key. $8
+// is how many of its rows come back from the dead-letter queue (a replayed
+// dead letter): counted as received and dead-lettered before, they leave
+// both (no more than the load holds as dead-lettered, so the counts never
+// go below zero), and count again under their new outcome.
 const countSQL = `WITH m AS (
 	INSERT INTO load_messages (load_id, message) VALUES ($1, $2)
 	ON CONFLICT DO NOTHING RETURNING load_id
@@ -42,31 +47,42 @@ const countSQL = `WITH m AS (
 INSERT INTO loads AS l (id, received, inserted, updated, unchanged, dead_lettered, first_commit_at, last_commit_at)
 SELECT $1, $3, $4, $5, $6, $7, clock_timestamp(), clock_timestamp() FROM m
 ON CONFLICT (id) DO UPDATE SET
-	received = l.received + EXCLUDED.received,
+	received = l.received + EXCLUDED.received - LEAST($8::bigint, l.dead_lettered),
 	inserted = l.inserted + EXCLUDED.inserted,
 	updated = l.updated + EXCLUDED.updated,
 	unchanged = l.unchanged + EXCLUDED.unchanged,
-	dead_lettered = l.dead_lettered + EXCLUDED.dead_lettered,
+	dead_lettered = l.dead_lettered + EXCLUDED.dead_lettered - LEAST($8::bigint, l.dead_lettered),
 	first_commit_at = LEAST(l.first_commit_at, EXCLUDED.first_commit_at),
 	last_commit_at = GREATEST(l.last_commit_at, EXCLUDED.last_commit_at)
 RETURNING ` + loadColumns
 
 // countReceipt adds a message's tally (t, plus rc.Refused as dead-lettered)
-// to its load, unless the message was counted before. It runs last in the
-// transaction that wrote the users: the load's row is the last lock taken,
-// so concurrent batches cannot deadlock on it.
+// to its load, unless the message was counted before; the rows of a
+// replayed dead letter move out of dead-lettered instead (see countSQL). A
+// replayed dead letter whose load has no record (pruned, or never counted)
+// counts as new rows. It runs last in the transaction that wrote the
+// users: the load's row is the last lock taken, so concurrent batches
+// cannot deadlock on it.
 func countReceipt(ctx context.Context, tx pgx.Tx, rc *viswals.Receipt, t viswals.Tally) error {
 	if rc == nil {
 		return nil
 	}
 	t.DeadLettered += rc.Refused
 	t.Received = t.Inserted + t.Updated + t.Unchanged + t.DeadLettered
-	rc.Tally = t
+	var back int64
+	if rc.Replayed {
+		back = t.Received
+	}
 	rec, err := scanLoad(tx.QueryRow(ctx, countSQL, rc.Load, rc.Message,
-		t.Received, t.Inserted, t.Updated, t.Unchanged, t.DeadLettered))
+		t.Received, t.Inserted, t.Updated, t.Unchanged, t.DeadLettered, back))
 	switch {
 	case err == nil:
-		rc.Counted, rc.Record = true, rec
+		if rc.Replayed {
+			// Already counted as received and dead-lettered: what is
+			// new is the outcome of those committed now.
+			t.Received, t.DeadLettered = 0, 0
+		}
+		rc.Tally, rc.Counted, rc.Record = t, true, rec
 		return nil
 	case errors.Is(err, pgx.ErrNoRows):
 		rc.Counted = false

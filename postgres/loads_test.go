@@ -64,6 +64,50 @@ func TestUpsertCountedCountsEachMessageOnce(t *testing.T) {
 	})
 }
 
+// A replayed dead letter moves its rows from dead-lettered to what became
+// of them, once, and received does not grow: a load whose dead letters are
+// replayed and committed becomes complete.
+func TestUpsertCountedReplayMovesDeadLetters(t *testing.T) {
+	forEachUpsert(t, func(t *testing.T, s *postgres.Store, _ string) {
+		ctx := context.Background()
+		const load = 8
+		count := func(rc *viswals.Receipt, users ...viswals.SealedUser) *viswals.Receipt {
+			t.Helper()
+			_, _, err := s.UpsertCounted(ctx, users, rc)
+			require.NoError(t, err)
+			return rc
+		}
+		// Two rows committed, two refused.
+		count(&viswals.Receipt{Load: load, Message: "m1", Refused: 2},
+			user(1, "A", "A", "a@x", load, 1), user(2, "B", "B", "b@x", load, 2))
+		_, _, err := s.RecordSummary(ctx, viswals.LoadSummary{Load: load, Read: 4, Published: 4})
+		require.NoError(t, err)
+
+		// The dead letter replayed: one row commits, one is refused again.
+		rc := count(&viswals.Receipt{Load: load, Message: "dl:a", Replayed: true, Refused: 1}, user(3, "C", "C", "c@x", load, 3))
+		assert.True(t, rc.Counted)
+		assert.Equal(t, viswals.Tally{Inserted: 1}, rc.Tally, "what the replay added")
+		assert.Equal(t, viswals.Tally{Received: 4, Inserted: 3, DeadLettered: 1}, rc.Record.Tally)
+		assert.Equal(t, viswals.LoadDeadLettered, rc.Record.State())
+
+		again := count(&viswals.Receipt{Load: load, Message: "dl:a", Replayed: true, Refused: 1}, user(3, "C", "C", "c@x", load, 3))
+		assert.False(t, again.Counted, "a replayed dead letter delivered again is counted once")
+		assert.Equal(t, rc.Record.Tally, again.Record.Tally)
+
+		// The row refused again, replayed once more, commits.
+		rc = count(&viswals.Receipt{Load: load, Message: "dl:b", Replayed: true}, user(4, "D", "D", "d@x", load, 4))
+		assert.Equal(t, viswals.Tally{Received: 4, Inserted: 4}, rc.Record.Tally)
+		assert.Equal(t, viswals.LoadComplete, rc.Record.State())
+
+		// A replay beyond the load's dead letters (its record pruned, or
+		// they were never counted) counts as new rows: never below zero.
+		rc = count(&viswals.Receipt{Load: load + 1, Message: "dl:c", Replayed: true}, user(5, "E", "E", "e@x", load, 5))
+		assert.Equal(t, viswals.Tally{Received: 1, Inserted: 1}, rc.Record.Tally)
+		rc = count(&viswals.Receipt{Load: load + 1, Message: "dl:d", Replayed: true}, user(5, "E", "E", "e@x", load, 5))
+		assert.Equal(t, viswals.Tally{Received: 2, Inserted: 1, Unchanged: 1}, rc.Record.Tally)
+	})
+}
+
 func TestLoadsListAndGet(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)

@@ -109,7 +109,7 @@ func (p *Producer) Run(ctx context.Context) (Counts, error) {
 			// The message id is the same if the publisher sends it again,
 			// so the consumer counts it into the load once.
 			msg := rabbitmq.Message{Body: body, ContentType: p.opts.ContentType,
-				Headers: rabbitmq.BatchHeaders(p.opts.LoadID), MessageID: fmt.Sprintf("%d-%d", p.opts.LoadID, p.n.Messages+1)}
+				Headers: rabbitmq.BatchHeaders(p.opts.LoadID, len(batch)), MessageID: fmt.Sprintf("%d-%d", p.opts.LoadID, p.n.Messages+1)}
 			if err := p.pub.Publish(gctx, msg); err != nil {
 				return fmt.Errorf("publish: %w", err)
 			}

@@ -159,7 +159,7 @@ func TestRun(t *testing.T) {
 			assert.Equal(t, rabbitmq.SummaryMessage(viswals.LoadSummary{Load: loadID, Read: tt.want.Read,
 				Published: tt.want.Published, Rejected: tt.want.Rejected}), last, "the last message is the load's summary")
 			for i, m := range batches {
-				assert.Equal(t, rabbitmq.BatchHeaders(loadID), m.Headers)
+				assert.Equal(t, rabbitmq.BatchHeaders(loadID, len(tt.wantIDs[i])), m.Headers)
 				assert.Equal(t, fmt.Sprintf("%d-%d", loadID, i+1), m.MessageID, "message ids are stable, for the consumer's count")
 			}
 			assert.Equal(t, tt.wantRejects, rej.lines)

@@ -24,7 +24,8 @@ type WaitOptions struct {
 // Wait follows a load's records (from rabbitmq.LoadFollower) until every
 // row it published is accounted for. It returns nil when all were
 // committed; an EINVALID error naming the count when some went to the
-// dead-letter queue; an EUNAVAILABLE error when the records stop coming
+// dead-letter queue, or at once when a consumer refused a message of the
+// load for its signature (the load cannot complete); an EUNAVAILABLE error when the records stop coming
 // for opts.Timeout, or the stream of records ends.
 func Wait(ctx context.Context, load int64, records <-chan viswals.LoadRecord, opts WaitOptions) (viswals.LoadRecord, error) {
 	if opts.Tick <= 0 {
@@ -52,6 +53,11 @@ func Wait(ctx context.Context, load int64, records <-chan viswals.LoadRecord, op
 			}
 			rec = next
 		case <-tick.C:
+		}
+		if rec.UnverifiedMessages > 0 {
+			opts.Show(rec, "")
+			return rec, viswals.Errorf(viswals.EINVALID, "load %d cannot complete: the consumers dead-lettered messages of it that failed their signature check (unsigned, or signed with another key); is INGEST_SIGNING_KEY the same for the producer and the consumers? %d of %d rows committed (see: consumer dlq list)",
+				load, rec.Received, opts.Published)
 		}
 		switch rec.State() {
 		case viswals.LoadComplete:

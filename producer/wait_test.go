@@ -32,6 +32,10 @@ func TestWait(t *testing.T) {
 		{name: "dead letters", records: []viswals.LoadRecord{
 			{ID: load, Summary: sum, Tally: viswals.Tally{Received: 3, Inserted: 2, DeadLettered: 1}},
 		}, code: viswals.EINVALID, msg: "1 of 3 rows went to the dead-letter queue"},
+		{name: "a message refused for its signature", records: []viswals.LoadRecord{
+			{ID: load, Tally: viswals.Tally{Received: 1, Inserted: 1}},
+			{ID: load, UnverifiedMessages: 1},
+		}, code: viswals.EINVALID, msg: "failed their signature check"},
 		{name: "all rows but no summary: times out", records: []viswals.LoadRecord{
 			{ID: load, Tally: viswals.Tally{Received: 3, Inserted: 3}},
 		}, code: viswals.EUNAVAILABLE, msg: "committed 3 of 3 rows, and the load's summary is not recorded yet"},

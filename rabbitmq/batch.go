@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/viswals/viswals"
 )
 
@@ -27,10 +29,12 @@ type Ingester interface {
 // BatchHandler is the consumer's message handler for batches of users:
 // decode, assign versions to records sent without one, ingest, and
 // dead-letter what cannot be stored. A message that cannot be decoded is
-// dead-lettered as it is. Records the ingester refused are dead-lettered
-// whole, as new messages in the delivery's content type with a reason per
-// record, before the delivery is acked; the rest of the batch is committed
-// by then.
+// dead-lettered as it is; when it names its load and its number of rows
+// (HeaderRows), those rows are first counted as dead-lettered in the load.
+// Records the ingester refused are dead-lettered whole, as new messages
+// in the delivery's content type with a reason per record, before the
+// delivery is acked; the rest of the batch is committed by then. Dead
+// letters whose rows were counted carry HeaderDeadLetterKey.
 func BatchHandler(in Ingester, log *slog.Logger) Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -39,10 +43,11 @@ func BatchHandler(in Ingester, log *slog.Logger) Handler {
 		if isSummary(d) {
 			return handleSummary(ctx, in, d, log)
 		}
+		rc := receiptOf(d)
 		recs, err := Decode(d.ContentType, d.Body)
 		if err != nil {
 			log.Warn("dead-lettering undecodable message", "message_id", d.MessageID, "content_type", d.ContentType, "bytes", len(d.Body), "err", err)
-			return DeadLetter{Reason: "decode: " + err.Error()}
+			return undecodable(ctx, in, d, rc, "decode: "+err.Error(), log)
 		}
 		assignVersions(recs, time.Now())
 
@@ -50,7 +55,7 @@ func BatchHandler(in Ingester, log *slog.Logger) Handler {
 		if EmailsSealed(d.ContentType) {
 			ingest = in.IngestSealed
 		}
-		refused, err := ingest(ctx, recs, d.Redelivered, receiptOf(d))
+		refused, err := ingest(ctx, recs, d.Redelivered, rc)
 		if err != nil {
 			log.Warn("requeueing message", "message_id", d.MessageID, "err", err)
 			return Requeue{}
@@ -59,7 +64,7 @@ func BatchHandler(in Ingester, log *slog.Logger) Handler {
 			return Ack{}
 		}
 		log.Warn("dead-lettering refused users", "message_id", d.MessageID, "refused", len(refused), "users", len(recs))
-		parts, err := refusedParts(d.ContentType, recs, refused)
+		parts, err := refusedParts(d.ContentType, recs, refused, rc)
 		if err != nil {
 			// The records decoded from this content type always encode
 			// back to it; should that ever fail, the whole message goes
@@ -88,9 +93,29 @@ func assignVersions(recs []viswals.Record, arrival time.Time) {
 // beyond it go into further dead letters.
 const maxPartReasonsBytes = 32 << 10
 
+// undecodable dead-letters d, which cannot be decoded, after counting its
+// rows as dead-lettered in their load when it names both (rc and
+// HeaderRows); a store that cannot count them now hands d back.
+func undecodable(ctx context.Context, in Ingester, d Delivery, rc *viswals.Receipt, reason string, log *slog.Logger) Outcome {
+	out := DeadLetter{Reason: reason}
+	rows, ok := rowsOf(d)
+	if rc == nil || !ok {
+		return out
+	}
+	rc.Refused = rows
+	if _, err := in.IngestCounted(ctx, nil, d.Redelivered, rc); err != nil {
+		log.Warn("requeueing message", "message_id", d.MessageID, "err", err)
+		return Requeue{}
+	}
+	out.Headers = amqp.Table{HeaderDeadLetterKey: deadLetterKey(rc.Message, 0)}
+	return out
+}
+
 // refusedParts encodes the refused records of recs into dead letters,
-// each with one reason per record it holds.
-func refusedParts(contentType string, recs []viswals.Record, refused []viswals.Refusal) ([]Part, error) {
+// each with one reason per record it holds, and its number of records;
+// with rc (the receipt they were counted under), the key a replay of each
+// is counted under.
+func refusedParts(contentType string, recs []viswals.Record, refused []viswals.Refusal, rc *viswals.Receipt) ([]Part, error) {
 	var parts []Part
 	var batch []viswals.Record
 	var reasons []string
@@ -100,10 +125,15 @@ func refusedParts(contentType string, recs []viswals.Record, refused []viswals.R
 		if err != nil {
 			return err
 		}
+		h := amqp.Table{HeaderRows: int64(len(batch))}
+		if rc != nil {
+			h[HeaderDeadLetterKey] = deadLetterKey(rc.Message, len(parts))
+		}
 		parts = append(parts, Part{
 			Body:    body,
 			Reason:  fmt.Sprintf("%d of %d users refused: %s", len(batch), len(recs), reasons[0]),
 			Reasons: reasons,
+			Headers: h,
 		})
 		batch, reasons, size = nil, nil, 0
 		return nil

@@ -187,7 +187,7 @@ func TestBatchHandlerLoads(t *testing.T) {
 	assert.Nil(t, in.receipt, "a message that names no load is counted in none")
 
 	require.IsType(t, rabbitmq.Ack{}, h(ctx, rabbitmq.Delivery{ContentType: rabbitmq.ContentTypeGob, Body: body,
-		Headers: rabbitmq.BatchHeaders(42), MessageID: "42-1"}))
+		Headers: rabbitmq.BatchHeaders(42, 1), MessageID: "42-1"}))
 	assert.Equal(t, &viswals.Receipt{Load: 42, Message: "42-1"}, in.receipt)
 
 	require.IsType(t, rabbitmq.Ack{}, h(ctx, rabbitmq.Delivery{ContentType: rabbitmq.ContentTypeGob, Body: body,
@@ -217,4 +217,54 @@ func TestBatchHandlerLoads(t *testing.T) {
 	}
 	in.err = viswals.Errorf(viswals.EUNAVAILABLE, "postgres down")
 	require.IsType(t, rabbitmq.Requeue{}, h(ctx, d), "a summary that cannot be recorded now is requeued")
+}
+
+// Dead letters whose rows were counted in their load carry the key their
+// replay is counted under (and their number of rows); a replayed one is
+// counted under it; an undecodable message that names its load and rows
+// is counted as that many dead-lettered rows.
+func TestBatchHandlerCountsDeadLetters(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	body, err := rabbitmq.Encode(rabbitmq.ContentTypeGob, []viswals.Record{user(1, "a@x"), user(2, "no-at"), user(3, "also-no-at")})
+	require.NoError(t, err)
+	in := &fakeIngester{}
+	h := rabbitmq.BatchHandler(in, nil)
+
+	out := h(ctx, rabbitmq.Delivery{ContentType: rabbitmq.ContentTypeGob, Body: body, Headers: rabbitmq.BatchHeaders(42, 3), MessageID: "42-1"})
+	parts := out.(rabbitmq.DeadLetterParts).Parts
+	require.Len(t, parts, 1)
+	key, _ := parts[0].Headers[rabbitmq.HeaderDeadLetterKey].(string)
+	assert.Regexp(t, `^dl:[0-9a-f]{32}$`, key)
+	assert.Equal(t, int64(2), parts[0].Headers[rabbitmq.HeaderRows])
+	again := h(ctx, rabbitmq.Delivery{ContentType: rabbitmq.ContentTypeGob, Body: body, Headers: rabbitmq.BatchHeaders(42, 3), MessageID: "42-1", Redelivered: true})
+	assert.Equal(t, key, again.(rabbitmq.DeadLetterParts).Parts[0].Headers[rabbitmq.HeaderDeadLetterKey], "the same for every delivery")
+
+	// The dead letter, replayed: its headers are the delivery's and the part's.
+	replayed := amqp.Table{rabbitmq.HeaderLoad: int64(42), rabbitmq.HeaderRows: int64(2), rabbitmq.HeaderDeadLetterKey: key}
+	out = h(ctx, rabbitmq.Delivery{ContentType: rabbitmq.ContentTypeGob, Body: parts[0].Body, Headers: replayed, MessageID: "42-1"})
+	assert.Equal(t, &viswals.Receipt{Load: 42, Message: key, Replayed: true}, in.receipt)
+	next := out.(rabbitmq.DeadLetterParts).Parts[0].Headers[rabbitmq.HeaderDeadLetterKey]
+	assert.NotEqual(t, key, next, "refused again: a new dead letter, replayed under a key of its own")
+
+	t.Run("undecodable", func(t *testing.T) {
+		t.Parallel()
+		in := &fakeIngester{}
+		h := rabbitmq.BatchHandler(in, nil)
+		out := h(ctx, rabbitmq.Delivery{ContentType: rabbitmq.ContentTypeJSON, Body: []byte("[{"), Headers: rabbitmq.BatchHeaders(42, 3), MessageID: "42-2"})
+		dl := out.(rabbitmq.DeadLetter)
+		assert.Contains(t, dl.Reason, "decode")
+		assert.Regexp(t, `^dl:`, dl.Headers[rabbitmq.HeaderDeadLetterKey])
+		assert.Equal(t, &viswals.Receipt{Load: 42, Message: "42-2", Refused: 3}, in.receipt)
+		assert.Empty(t, in.got)
+
+		in.receipt = nil
+		out = h(ctx, rabbitmq.Delivery{ContentType: rabbitmq.ContentTypeJSON, Body: []byte("[{"), Headers: amqp.Table{rabbitmq.HeaderLoad: int64(42)}})
+		assert.Nil(t, out.(rabbitmq.DeadLetter).Headers, "without its number of rows nothing is counted")
+		assert.Nil(t, in.receipt)
+
+		h = rabbitmq.BatchHandler(&fakeIngester{err: viswals.Errorf(viswals.EUNAVAILABLE, "down")}, nil)
+		out = h(ctx, rabbitmq.Delivery{ContentType: rabbitmq.ContentTypeJSON, Body: []byte("[{"), Headers: rabbitmq.BatchHeaders(42, 3)})
+		assert.IsType(t, rabbitmq.Requeue{}, out, "uncounted: handed back")
+	})
 }

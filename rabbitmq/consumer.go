@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -42,7 +43,11 @@ type Requeue struct{}
 // DeadLetter moves the delivery to the dead-letter queue with Reason in its
 // x-death-reason header: for messages that can never succeed. The consumer
 // acks the original only after the broker has confirmed the dead letter.
-type DeadLetter struct{ Reason string }
+// Headers, if any, are set on top of the delivery's.
+type DeadLetter struct {
+	Reason  string
+	Headers amqp.Table
+}
 
 // DeadLetterParts acks the delivery after dead-lettering Parts: new
 // messages in the delivery's content type, with its headers, holding the
@@ -390,7 +395,9 @@ func (c *Consumer) settle(ctx context.Context, s *session, d amqp.Delivery, out 
 	case Requeue:
 		err = d.Nack(false, true)
 	case DeadLetter:
-		err = c.deadLetter(ctx, s, d, []amqp.Publishing{deadLetterOf(d, c.queue, o.Reason)})
+		pub := deadLetterOf(d, c.queue, o.Reason)
+		maps.Copy(pub.Headers, o.Headers)
+		err = c.deadLetter(ctx, s, d, []amqp.Publishing{pub})
 	case DeadLetterParts:
 		pubs := make([]amqp.Publishing, len(o.Parts))
 		for i, p := range o.Parts {

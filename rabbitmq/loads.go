@@ -27,14 +27,26 @@ const (
 	HeaderLoad      = "x-viswals-load"
 	HeaderKind      = "x-viswals-kind"
 	KindLoadSummary = "load-summary"
+	// HeaderRows is how many rows a batch holds, so that the rows of a
+	// message the consumer cannot decode still count (as dead-lettered)
+	// in their load.
+	HeaderRows = "x-viswals-rows"
+	// HeaderDeadLetterKey is set by the consumer on a dead letter whose
+	// rows it counted as dead-lettered in their load: a replay of it is
+	// counted under this key, moving its rows out of dead-lettered (see
+	// viswals.Receipt.Replayed) once however often it is delivered.
+	HeaderDeadLetterKey = "x-viswals-dead-letter"
 )
 
 // LoadsExchange is the name of the topic exchange the load records of
 // queue's consumers are published on.
 func LoadsExchange(queue string) string { return queue + ".loads" }
 
-// BatchHeaders are the headers of a batch of load: the load's id.
-func BatchHeaders(load int64) amqp.Table { return amqp.Table{HeaderLoad: load} }
+// BatchHeaders are the headers of a batch of load: the load's id and the
+// batch's number of rows.
+func BatchHeaders(load int64, rows int) amqp.Table {
+	return amqp.Table{HeaderLoad: load, HeaderRows: int64(rows)}
+}
 
 // SummaryMessage is the last message of a load: the producer's counts, in
 // JSON. Its message id is the same whenever it is sent, so it is counted
@@ -89,13 +101,36 @@ func loadOf(d Delivery) (int64, bool) {
 	return 0, false
 }
 
+// rowsOf reads HeaderRows: false when it is missing or cannot be a count
+// of rows (a row takes more than a byte of a body).
+func rowsOf(d Delivery) (int64, bool) {
+	var n int64
+	switch v := d.Headers[HeaderRows].(type) {
+	case int64:
+		n = v
+	case int32:
+		n = int64(v)
+	case string:
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		n = id
+	}
+	return n, n > 0 && n <= MaxBodyBytes
+}
+
 // receiptOf is the receipt d's rows are counted under: its load, and its
 // message id, or a hash of its body when it has none (a redelivery or a
-// republished copy carries the same body). nil when d names no load.
+// republished copy carries the same body); for a replayed dead letter, the
+// key the consumer gave it. nil when d names no load.
 func receiptOf(d Delivery) *viswals.Receipt {
 	load, ok := loadOf(d)
 	if !ok {
 		return nil
+	}
+	if k, _ := d.Headers[HeaderDeadLetterKey].(string); k != "" && len(k) <= 200 {
+		return &viswals.Receipt{Load: load, Message: k, Replayed: true}
 	}
 	key := d.MessageID
 	if key == "" || len(key) > 200 {
@@ -103,6 +138,15 @@ func receiptOf(d Delivery) *viswals.Receipt {
 		key = "sha256:" + hex.EncodeToString(sum[:])
 	}
 	return &viswals.Receipt{Load: load, Message: key}
+}
+
+// deadLetterKey is the HeaderDeadLetterKey of the part-th dead letter made
+// of the message counted under key: the same for every delivery of that
+// message, so that duplicates of a dead letter are counted once on replay,
+// and of bounded length however often a dead letter goes round.
+func deadLetterKey(key string, part int) string {
+	sum := sha256.Sum256([]byte(key + "#" + strconv.Itoa(part)))
+	return "dl:" + hex.EncodeToString(sum[:16])
 }
 
 // LoadEvents publishes load records on the loads exchange for followers.

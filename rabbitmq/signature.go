@@ -129,19 +129,30 @@ func ParseSignature(v string) ([]byte, error) {
 // signed anew, since their records come from a delivery that was verified,
 // so that replaying them works. A whole delivery h dead-letters keeps its
 // own signature, which still matches its body on replay.
-func Verified(s *Signer, h Handler, log *slog.Logger) Handler {
+//
+// A refused delivery's headers are no more trusted than its body, so it
+// is counted in no load: refused, when set, is told the load its header
+// names (if any), only so that a producer following that load can learn
+// that the load will not complete (see rabbitmq.LoadEvents).
+func Verified(s *Signer, h Handler, log *slog.Logger, refused func(load int64)) Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return func(ctx context.Context, d Delivery) Outcome {
 		if err := s.Verify(d.Headers[HeaderSignature], d.ContentType, d.Body); err != nil {
 			log.Warn("dead-lettering a message that fails its signature check", "message_id", d.MessageID, "bytes", len(d.Body), "err", err)
+			if load, ok := loadOf(d); ok && refused != nil {
+				refused(load)
+			}
 			return DeadLetter{Reason: err.Error()}
 		}
 		out := h(ctx, d)
 		if o, ok := out.(DeadLetterParts); ok {
 			for i, p := range o.Parts {
-				o.Parts[i].Headers = amqp.Table{HeaderSignature: s.Sign(d.ContentType, p.Body)}
+				if o.Parts[i].Headers == nil {
+					o.Parts[i].Headers = amqp.Table{}
+				}
+				o.Parts[i].Headers[HeaderSignature] = s.Sign(d.ContentType, p.Body)
 			}
 		}
 		return out

@@ -178,7 +178,7 @@ func TestSignedMessagesThroughBroker(t *testing.T) {
 
 	in := &syncIngester{ids: map[int64]int{}}
 	c := newConsumer(t, url, queue, rabbitmq.ConsumerOptions{})
-	stop := runConsumer(t, c, rabbitmq.Verified(signer, rabbitmq.BatchHandler(in, testLogger(t)), testLogger(t)))
+	stop := runConsumer(t, c, rabbitmq.Verified(signer, rabbitmq.BatchHandler(in, testLogger(t)), testLogger(t), nil))
 	rmqtest.WaitMessages(t, url, rabbitmq.DLQName(queue), 4, waitTimeout)
 	require.NoError(t, stop())
 	assert.Equal(t, 1, in.seen(1), "the signed message was ingested")
@@ -205,7 +205,7 @@ func TestSignedMessagesThroughBroker(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 4, n)
 	stop = runConsumer(t, newConsumer(t, url, queue, rabbitmq.ConsumerOptions{}),
-		rabbitmq.Verified(signer, rabbitmq.BatchHandler(in, testLogger(t)), testLogger(t)))
+		rabbitmq.Verified(signer, rabbitmq.BatchHandler(in, testLogger(t)), testLogger(t), nil))
 	wait.For(t, waitTimeout, "the replayed part to reach the ingester", func() (bool, string) {
 		return in.seen(2) == 2, fmt.Sprintf("user 2 seen %d times", in.seen(2))
 	})

@@ -61,7 +61,7 @@ func publishLoad(t *testing.T, e *testEnv, load int64, batches map[string][]visw
 		body, err := rabbitmq.Encode(rabbitmq.ContentTypeJSON, batches[id])
 		require.NoError(t, err)
 		require.NoError(t, pub.Publish(ctx, rabbitmq.Message{Body: body, ContentType: rabbitmq.ContentTypeJSON,
-			Headers: rabbitmq.BatchHeaders(load), MessageID: id}))
+			Headers: rabbitmq.BatchHeaders(load, len(batches[id])), MessageID: id}))
 	}
 	if summary != nil {
 		require.NoError(t, pub.Publish(ctx, rabbitmq.SummaryMessage(*summary)))
@@ -120,6 +120,24 @@ func TestLoadsRecorded(t *testing.T) {
 		waitIngested(t, base, "the copy of m1 consumed", 6+1+1+1)
 		_, rec = getLoad(t, base, load)
 		assert.Equal(t, 3.0, rec["received"], "a message sent twice is counted once")
+	})
+
+	t.Run("an undecodable message", func(t *testing.T) {
+		const load = 1700000000000000003
+		u := viswals.Record{User: viswals.User{ID: 301, Email: "u@example.com", CreatedAt: time.UnixMilli(0).UTC()}, Version: viswals.Version{Load: load, Line: 2}}
+		publishLoad(t, e, load, map[string][]viswals.Record{"m1": {u}}, []string{"m1"}, nil)
+		pub, err := rabbitmq.NewPublisher(context.Background(), e.rabbit, e.queue, rabbitmq.PublisherOptions{})
+		require.NoError(t, err)
+		defer pub.Close()
+		require.NoError(t, pub.Publish(context.Background(), rabbitmq.Message{Body: []byte("[{not json"), ContentType: rabbitmq.ContentTypeJSON,
+			Headers: rabbitmq.BatchHeaders(load, 2), MessageID: "m2"}))
+		require.NoError(t, pub.Publish(context.Background(), rabbitmq.SummaryMessage(viswals.LoadSummary{Load: load, Read: 3, Published: 3})))
+		require.NoError(t, pub.Flush(context.Background()))
+		rec := waitLoad(t, base, load, "all rows accounted for", func(r map[string]any) bool { return r["state"] != viswals.LoadIncomplete })
+		assert.Equal(t, viswals.LoadDeadLettered, rec["state"])
+		for k, want := range map[string]float64{"received": 3, "inserted": 1, "dead_lettered": 2} {
+			assert.Equal(t, want, rec[k], k)
+		}
 	})
 
 	t.Run("a lost summary", func(t *testing.T) {
@@ -207,7 +225,7 @@ func TestProducerWait(t *testing.T) {
 	t.Run("rows dead-lettered", func(t *testing.T) {
 		t.Parallel()
 		e := newTestEnv(t)
-		e.startConsumer(t)
+		base := e.startConsumer(t)
 		// Postgres refuses one user (a rule the producer does not know):
 		// the consumer dead-letters it and commits the others, one by one
 		// (so the two rows of id 2 are an insert and an update).
@@ -219,8 +237,39 @@ func TestProducerWait(t *testing.T) {
 		require.NoError(t, err)
 		code, out, errOut := e.produceExit(t, path, "--wait", "--progress", "none")
 		assert.Equal(t, 1, code, "stdout %s\nstderr %s", out, errOut)
-		assert.Regexp(t, `load=\d+ state=dead_lettered received=6 inserted=4 updated=1 unchanged=0 dead_lettered=1`, out)
+		m := regexp.MustCompile(`load=(\d+) state=dead_lettered received=6 inserted=4 updated=1 unchanged=0 dead_lettered=1`).FindStringSubmatch(out)
+		require.NotNil(t, m, out)
 		assert.Contains(t, errOut, "1 of 6 rows went to the dead-letter queue")
+
+		// The cause fixed, the dead letter replayed and committed: the
+		// load is complete, its row counted once, as inserted now.
+		conn, err = pgx.Connect(ctx, e.dbURL)
+		require.NoError(t, err)
+		_, err = conn.Exec(ctx, `ALTER TABLE users DROP CONSTRAINT no_zoe`)
+		conn.Close(ctx)
+		require.NoError(t, err)
+		var replay bytes.Buffer
+		require.NoError(t, run(ctx, []string{"dlq", "replay"}, func(k string) string { return e.vars[k] }, strings.NewReader(""), &replay, &bytes.Buffer{}))
+		assert.Contains(t, replay.String(), "replayed=1 ")
+		id, err := viswals.ParseLoadID(m[1])
+		require.NoError(t, err)
+		rec := waitLoad(t, base, id, "the load complete", func(r map[string]any) bool { return r["state"] == viswals.LoadComplete })
+		for k, want := range map[string]float64{"published": 6, "received": 6, "inserted": 5, "updated": 1, "unchanged": 0, "dead_lettered": 0} {
+			assert.Equal(t, want, rec[k], k)
+		}
+	})
+
+	t.Run("messages refused for their signature", func(t *testing.T) {
+		t.Parallel()
+		e := newTestEnv(t)
+		// The consumer requires signed messages; the producer signs none.
+		e.startProcess(t, http.DefaultClient, nil, map[string]string{"INGEST_SIGNING_KEY": testSigningKey}, &e.logs)
+		start := time.Now()
+		code, out, errOut := e.produceExit(t, path, "--wait", "--wait-timeout", "5m", "--progress", "none")
+		assert.Equal(t, 1, code, "stdout %s\nstderr %s", out, errOut)
+		assert.Contains(t, errOut, "failed their signature check")
+		assert.Contains(t, errOut, "is INGEST_SIGNING_KEY the same for the producer and the consumers?")
+		assert.Less(t, time.Since(start), time.Minute, "at once, not at --wait-timeout")
 	})
 }
 

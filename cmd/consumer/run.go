@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/viswals/viswals"
 	"github.com/viswals/viswals/changefeed"
 	"github.com/viswals/viswals/config"
 	"github.com/viswals/viswals/httpapi"
@@ -203,7 +204,11 @@ func (m *Main) build(ctx context.Context) error {
 			OnLoad: m.loadEvents.Notify})
 		m.handler = rabbitmq.BatchHandler(m.ingester, logger)
 		if signer != nil {
-			m.handler = rabbitmq.Verified(signer, m.handler, logger)
+			// Followers of a load learn that a message of it was refused
+			// for its signature; nothing is counted on its word.
+			m.handler = rabbitmq.Verified(signer, m.handler, logger, func(load int64) {
+				m.loadEvents.Notify(viswals.LoadRecord{ID: load, UnverifiedMessages: 1})
+			})
 		}
 		m.consumer = rabbitmq.NewConsumer(cfg.RabbitURL, cfg.Queue, rabbitmq.ConsumerOptions{
 			Prefetch:     cfg.Prefetch,
