@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -240,4 +242,81 @@ func readSnapshot(t testing.TB, url string) int {
 	}
 	t.Fatalf("the stream ended before live: %v", sc.Err())
 	return 0
+}
+
+// TestBrowserPageStreamReader feeds the page's stream reader a stream
+// written one byte per flush, so that events, lines and CR LF pairs
+// arrive split across reads: comments, a retry, CR LF and CR line ends, a
+// user whose data spans two lines, one whose JSON does not start with its
+// id, a leave, and an event cut off by a dropped connection, which must
+// be discarded. The page must then resume with the last applied id in
+// Last-Event-ID, after a refused attempt (a 503), and apply what follows.
+func TestBrowserPageStreamReader(t *testing.T) {
+	testenv.SkipShort(t, "drives headless Chromium")
+	e := newPGEnv(t, "", func(cfg *httpapi.Config) { cfg.AuthOff = true })
+	streams := []string{
+		"retry: 100\n\n: a comment\n\nevent: snapshot\r\ndata: {\"size\":3}\r\n\r\n" +
+			"event: user\r\nid: c1\r\ndata: {\"id\":1,\"first_name\":\"Ann\",\"last_name\":\"Lee\",\"email_address\":\"a@example.com\",\"created_at\":\"2026-01-02T03:04:05Z\",\"deleted_at\":null,\"merged_at\":null,\"parent_user_id\":null}\r\n\r\n" +
+			"event: user\nid: c2\ndata: {\"id\":2,\"first_name\":\"Bob\",\ndata: \"last_name\":\"Stone\",\"parent_user_id\":1}\n\n" +
+			"event: user\rid: c3\rdata: {\"first_name\":\"Cy\",\"id\":3,\"last_name\":\"Moe\"}\r\r" +
+			": ping\n\nevent: live\nid: c4\ndata: {}\n\nevent: leave\nid: c5\ndata: {\"id\":2}\n\n" +
+			"event: user\nid: c6\ndata: {\"id\":9,\"first_name\":\"Cut\"}\n", // no blank line: never complete
+		"", // refused
+		"event: live\nid: c7\ndata: {}\n\nevent: user\nid: c8\ndata: {\"id\":4,\"first_name\":\"Dee\",\"last_name\":\"Fox\"}\n\n",
+	}
+	var (
+		mu      sync.Mutex
+		resumes []string // the Last-Event-ID and the query of each request
+	)
+	mux := http.NewServeMux()
+	mux.Handle("/", e.api)
+	mux.HandleFunc("GET /users/sse", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n := len(resumes)
+		resumes = append(resumes, r.Header.Get("Last-Event-ID")+"?"+r.URL.RawQuery)
+		mu.Unlock()
+		if n >= len(streams) {
+			http.Error(w, "no more streams", http.StatusGone)
+			return
+		}
+		if streams[n] == "" {
+			http.Error(w, "try later", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		rc := http.NewResponseController(w)
+		for i := range len(streams[n]) {
+			w.Write([]byte{streams[n][i]})
+			if err := rc.Flush(); err != nil {
+				return
+			}
+		}
+		if n == len(streams)-1 {
+			<-r.Context().Done() // the last stream stays open
+		}
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	p := newBrowserPage(t, 1280, 900) // after the server: closed before it
+
+	p.navigate(srv.URL + "/?sort=change")
+	p.waitJS("the resumed stream's user", rowIDsJS+` === '4,3,1'`, 20*time.Second)
+	if n := js[string](p, `document.querySelector('#count').dataset.events`); n != "4" {
+		t.Errorf("%s user events applied, want 4 (the cut one discarded)", n)
+	}
+	if s := js[string](p, `document.querySelector('#state').textContent`); s != "live" {
+		t.Errorf("state %q, want live", s)
+	}
+	cells := js[string](p, `Array.from(document.querySelectorAll('#rows tr[data-id="1"] td')).map(td => td.textContent).join('|')`)
+	if !strings.HasPrefix(cells, "1|Ann|Lee|a@example.com|") || strings.Contains(cells, "2026-01-02T") {
+		t.Errorf("user 1 shown as %q", cells)
+	}
+	if cells := js[string](p, `document.querySelector('#rows tr[data-id="3"]').textContent`); !strings.Contains(cells, "CyMoe") {
+		t.Errorf("user 3 (id not first in its JSON) shown as %q", cells)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"?", "c5?", "c5?"}; fmt.Sprint(resumes) != fmt.Sprint(want) {
+		t.Errorf("requests resumed from %q, want %q: the last applied event, in Last-Event-ID", resumes, want)
+	}
 }
