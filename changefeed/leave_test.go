@@ -9,6 +9,7 @@ import (
 
 	"github.com/viswals/viswals"
 	"github.com/viswals/viswals/changefeed"
+	"github.com/viswals/viswals/postgres/pgtest"
 )
 
 // got is one user or leave event, as a test compares them.
@@ -24,7 +25,7 @@ func changes(t *testing.T, s *changefeed.Stream, n int) ([]got, changefeed.Curso
 	t.Helper()
 	var out []got
 	var last changefeed.Cursor
-	deadline := time.NewTimer(10 * time.Second) // other databases' transactions may hold the horizon back
+	deadline := time.NewTimer(pgtest.HorizonWait)
 	defer deadline.Stop()
 	for len(out) < n {
 		events, more, err := s.Next(context.Background())

@@ -68,7 +68,7 @@ func user(id int64, first string) viswals.SealedUser {
 // asks.
 func read(t *testing.T, s *changefeed.Stream, n int) (users []viswals.SealedUser, cursors []changefeed.Cursor) {
 	t.Helper()
-	deadline := time.NewTimer(10 * time.Second) // other databases' transactions may hold the horizon back
+	deadline := time.NewTimer(pgtest.HorizonWait)
 	defer deadline.Stop()
 	for len(users) < n {
 		events, more, err := s.Next(context.Background())

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/viswals/viswals"
 	"github.com/viswals/viswals/internal/wait"
 	"github.com/viswals/viswals/postgres"
+	"github.com/viswals/viswals/postgres/pgtest"
 )
 
 type change struct {
@@ -219,10 +219,8 @@ func emailOf(u viswals.SealedUser) string {
 	return ""
 }
 
-// horizonWait bounds the wait for committed changes to be readable: other
-// tests' (and other packages') transactions on the same server may hold
-// the changefeed horizon back for a moment.
-const horizonWait = 10 * time.Second
+// horizonWait bounds the wait for committed changes to be readable.
+const horizonWait = pgtest.HorizonWait
 
 // A snapshot that did not come from Postgres (say, decoded from a
 // client's cursor by other means) and that Postgres cannot read is refused

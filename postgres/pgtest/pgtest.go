@@ -29,6 +29,14 @@ import (
 	"github.com/viswals/viswals/postgres"
 )
 
+// HorizonWait bounds a test's wait for committed changes to reach the
+// changefeed. The changefeed reads only below the oldest write transaction
+// running on the whole server (see postgres.Store.Changes), so another
+// test's or another package's long transaction, in any database, holds
+// the changes back until it ends; on a loaded machine that can be a
+// minute.
+const HorizonWait = 2 * time.Minute
+
 // DefaultURL is the server used when POSTGRES_TEST_URL is not set.
 const DefaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
