@@ -73,10 +73,12 @@ func TestParseConsumer(t *testing.T) {
 	assert.Equal(t, 3, c.Workers)
 	assert.Equal(t, "k", c.EncryptionKey)
 	assert.Equal(t, DefaultPostgresURL, c.PostgresURL)
+	assert.Equal(t, 7*24*time.Hour, c.LoadMessagesRetention)
 
 	for _, bad := range []map[string]string{{"REDIS_TTL": "soon"}, {"MIGRATE_DB": "maybe"}, {"CONSUMER_WORKERS": "0"},
 		{"API_RATE_LIMIT": "fast"}, {"API_RATE_LIMIT": "-1"}, {"API_RATE_BURST": "0"}, {"SSE_MAX_STREAMS": "-1"},
-		{"SSE_MAX_STREAMS_PER_PRINCIPAL": "-2"}, {"SSE_WRITE_TIMEOUT": "0s"}, {"API_PG_MAX_CONNS": "0"}, {"ALLOWED_HOSTS": " , "}} {
+		{"SSE_MAX_STREAMS_PER_PRINCIPAL": "-2"}, {"SSE_WRITE_TIMEOUT": "0s"}, {"API_PG_MAX_CONNS": "0"}, {"ALLOWED_HOSTS": " , "},
+		{"LOAD_MESSAGES_RETENTION": "-1h"}} {
 		_, _, err := ParseConsumer("consumer", nil, env(bad), &bytes.Buffer{})
 		assert.ErrorIs(t, err, ErrUsage, "%v", bad)
 	}

@@ -34,9 +34,12 @@ type Consumer struct {
 	Upsert         string
 	AnalyzeRows    int
 	DrainTimeout   time.Duration
-	Heartbeat      time.Duration
-	PprofAddr      string // "": no profiling endpoint
-	Roles          Roles  // CONSUMER_ROLES / --roles of serve
+	// LoadMessagesRetention: the message keys of accounted-for loads are
+	// deleted after this long without a commit; 0 keeps them.
+	LoadMessagesRetention time.Duration
+	Heartbeat             time.Duration
+	PprofAddr             string // "": no profiling endpoint
+	Roles                 Roles  // CONSUMER_ROLES / --roles of serve
 
 	AuthMode      string // "required" (the default) or "none"
 	APIKeysFile   string // "": no API keys
@@ -102,6 +105,7 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 	s.String(&c.Upsert, "pg-upsert", "POSTGRES_UPSERT", "copy-first", "batch write strategy: copy-first (COPY new users, upsert when an id exists) or unnest (always INSERT ... ON CONFLICT)")
 	s.Int(&c.AnalyzeRows, "pg-analyze-rows", "POSTGRES_ANALYZE_ROWS", 20000, "refresh the table's statistics (ANALYZE) once this many rows changed: at once when it has none, else when writes pause and a tenth of the table changed; 0: leave it to autovacuum")
 	s.Duration(&c.DrainTimeout, "drain-timeout", "CONSUMER_DRAIN_TIMEOUT", 10*time.Second, "on SIGTERM, time allowed to finish in-flight messages")
+	s.Duration(&c.LoadMessagesRetention, "load-messages-retention", "LOAD_MESSAGES_RETENTION", 7*24*time.Hour, "keep the keys of a load's messages (which stop a redelivered message from being counted twice) this long after the load was last written, once every row of it is accounted for (complete or dead_lettered); then delete them, keeping the load's record; 0: keep them forever")
 	s.Duration(&c.Heartbeat, "sse-heartbeat", "SSE_HEARTBEAT", 15*time.Second, "interval of SSE comment heartbeats")
 	var hosts string
 	s.String(&hosts, "allowed-hosts", "ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]", "comma-separated Host header values the API answers, each host (any port) or host:port; others get 421; * allows any host (unsafe: lets other sites' pages read the API through DNS rebinding)")
@@ -156,6 +160,8 @@ func ParseConsumer(name string, args []string, getenv Getenv, out io.Writer) (Co
 		return c, nil, usageError(fmt.Errorf("--api-pg-max-conns must be >= 1, got %d", c.APIPGMaxConns))
 	case c.SlowRequest < 0:
 		return c, nil, usageError(fmt.Errorf("--log-slow-request must be >= 0, got %s", c.SlowRequest))
+	case c.LoadMessagesRetention < 0:
+		return c, nil, usageError(fmt.Errorf("--load-messages-retention must be >= 0, got %s", c.LoadMessagesRetention))
 	case c.MaxVersionSkew <= 0:
 		return c, nil, usageError(fmt.Errorf("--max-version-skew must be > 0, got %s", c.MaxVersionSkew))
 	case c.Prefetch < 1:

@@ -168,3 +168,44 @@ func scanLoad(row pgx.Row) (viswals.LoadRecord, error) {
 	}
 	return r, nil
 }
+
+// PruneLoadMessages deletes the message keys (load_messages) of the loads
+// that are accounted for (their summary arrived and every published row
+// was received: complete or dead_lettered) and were last written before
+// before, and returns how many it deleted. The keys exist to stop a
+// redelivered message from being counted twice, and grow with every
+// message; a redelivery long after its load ended is not expected (should
+// one come, it counts again). The loads' records stay. A load still
+// incomplete keeps its keys.
+func (s *Store) PruneLoadMessages(ctx context.Context, before time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM load_messages m USING loads l
+WHERE m.load_id = l.id AND l.published_rows IS NOT NULL AND l.received >= l.published_rows
+	AND GREATEST(l.last_commit_at, l.summary_at) < $1`, before)
+	if err != nil {
+		return 0, classify("prune load messages", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// KeepLoadMessagesPruned calls PruneLoadMessages with the keys older than
+// retention at once, then every interval, until ctx ends. Failures are
+// reported to onErr (nil: ignored) and retried next time; onPruned (nil:
+// none) is told how many keys each round deleted.
+func (s *Store) KeepLoadMessagesPruned(ctx context.Context, retention, interval time.Duration, onPruned func(int64), onErr func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		n, err := s.PruneLoadMessages(ctx, time.Now().Add(-retention))
+		switch {
+		case err != nil && ctx.Err() == nil && onErr != nil:
+			onErr(err)
+		case err == nil && onPruned != nil:
+			onPruned(n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -2,8 +2,11 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -128,4 +131,65 @@ func TestLoadsListAndGet(t *testing.T) {
 
 	_, err = s.GetLoad(ctx, 99)
 	assert.Equal(t, viswals.ENOTFOUND, viswals.ErrorCode(err))
+}
+
+// The message keys of loads that are accounted for and were last written
+// before the cut-off go; those of recent loads, and of loads still
+// incomplete however old, stay; so do the loads' records.
+func TestPruneLoadMessages(t *testing.T) {
+	t.Parallel()
+	s, url := newStore(t)
+	ctx := context.Background()
+	const (
+		oldComplete = iota + 1
+		oldDeadLettered
+		oldIncomplete
+		recentComplete
+	)
+	for _, l := range []struct {
+		id              int64
+		published, dead int64
+		summary         bool
+	}{
+		{oldComplete, 2, 0, true}, {oldDeadLettered, 2, 1, true}, {oldIncomplete, 2, 0, false}, {recentComplete, 2, 0, true},
+	} {
+		for i := range l.published {
+			rc := &viswals.Receipt{Load: l.id, Message: fmt.Sprint("m", i)}
+			var users []viswals.SealedUser
+			if i < l.published-l.dead {
+				users = append(users, user(l.id*10+i, "A", "B", "a@x", l.id, i+1))
+			} else {
+				rc.Refused = 1
+			}
+			_, _, err := s.UpsertCounted(ctx, users, rc)
+			require.NoError(t, err)
+		}
+		if l.summary {
+			_, _, err := s.RecordSummary(ctx, viswals.LoadSummary{Load: l.id, Read: l.published, Published: l.published})
+			require.NoError(t, err)
+		}
+	}
+	conn := connect(t, url)
+	_, err := conn.Exec(ctx, `UPDATE loads SET last_commit_at = now() - interval '10 days', summary_at = now() - interval '10 days'
+		WHERE id <> $1`, recentComplete)
+	require.NoError(t, err)
+
+	n, err := s.PruneLoadMessages(ctx, time.Now().Add(-7*24*time.Hour))
+	require.NoError(t, err)
+	assert.Equal(t, int64(4), n, "the keys of the old complete and dead-lettered loads")
+	keys := map[int64]int{}
+	rows, err := conn.Query(ctx, `SELECT load_id, count(*) FROM load_messages GROUP BY load_id`)
+	require.NoError(t, err)
+	var id int64
+	var c int
+	_, err = pgx.ForEachRow(rows, []any{&id, &c}, func() error { keys[id] = c; return nil })
+	require.NoError(t, err)
+	assert.Equal(t, map[int64]int{oldIncomplete: 2, recentComplete: 2}, keys)
+	for _, id := range []int64{oldComplete, oldDeadLettered, oldIncomplete, recentComplete} {
+		_, err := s.GetLoad(ctx, id)
+		assert.NoError(t, err, "load %d's record stays", id)
+	}
+	n, err = s.PruneLoadMessages(ctx, time.Now().Add(-7*24*time.Hour))
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing left to prune")
 }

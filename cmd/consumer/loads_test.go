@@ -305,3 +305,33 @@ func TestObservabilityPackNamesServedMetrics(t *testing.T) {
 		}
 	}
 }
+
+// The consumer prunes the message keys of finished loads once they are
+// older than LOAD_MESSAGES_RETENTION; their records stay.
+func TestLoadMessagesPruned(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	e.vars["LOAD_MESSAGES_RETENTION"] = "1s"
+	base := e.startConsumer(t)
+	path := filepath.Join(t.TempDir(), "users.csv")
+	require.NoError(t, os.WriteFile(path, []byte(input), 0o600))
+	out := e.produce(t, path, "--wait", "--progress", "none")
+	m := regexp.MustCompile(`load=(\d+) state=complete`).FindStringSubmatch(out)
+	require.NotNil(t, m, out)
+	id, err := viswals.ParseLoadID(m[1])
+	require.NoError(t, err)
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, e.dbURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	wait.For(t, 30*time.Second, "the load's message keys pruned", func() (bool, string) {
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM load_messages WHERE load_id = $1`, id).Scan(&n); err != nil {
+			return false, err.Error()
+		}
+		return n == 0, fmt.Sprintf("%d keys left", n)
+	})
+	rec := waitLoad(t, base, id, "the record", func(map[string]any) bool { return true })
+	assert.Equal(t, viswals.LoadComplete, rec["state"], "the record stays")
+}

@@ -284,6 +284,22 @@ func (m *Main) Run(ctx context.Context) error {
 			return nil
 		})
 	}
+	if cfg.LoadMessagesRetention > 0 && m.store != nil {
+		// A tenth of the retention, between a second and an hour: keys
+		// outlive it by at most a tenth, and a long one costs a query an
+		// hour.
+		every := min(max(cfg.LoadMessagesRetention/10, time.Second), time.Hour)
+		g.Go(func() error {
+			m.store.KeepLoadMessagesPruned(gctx, cfg.LoadMessagesRetention, every, func(n int64) {
+				if n > 0 {
+					logger.Info("pruned the message keys of finished loads", "keys", n, "retention", cfg.LoadMessagesRetention.String())
+				}
+			}, func(err error) {
+				logger.Warn("pruning the message keys of finished loads failed", "err", err)
+			})
+			return nil
+		})
+	}
 	g.Go(func() error {
 		var err error
 		if m.certs != nil {
