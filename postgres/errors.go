@@ -43,6 +43,12 @@ func classify(op string, err error) error {
 		// dead-lettered message or a 400 should say.
 		return &codedError{coded: viswals.Errorf(code, "%s: %v", op, err), op: op, cause: err}
 	default:
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
+			// Most likely a command pointed at a database no consumer
+			// has migrated: say so rather than only which table is missing.
+			return fmt.Errorf("%s: %w (is this the consumer's database? a consumer started with migrations on creates the tables)", op, err)
+		}
 		return fmt.Errorf("%s: %w", op, err)
 	}
 }

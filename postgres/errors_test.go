@@ -11,6 +11,7 @@ import (
 
 	"github.com/viswals/viswals"
 	"github.com/viswals/viswals/postgres"
+	"github.com/viswals/viswals/postgres/pgtest"
 )
 
 func TestErrors_Unreachable(t *testing.T) {
@@ -106,4 +107,16 @@ func TestErrors_ConnectionsKilled(t *testing.T) {
 	}
 	_, err = s.Get(ctx, 2)
 	require.NoError(t, err)
+}
+
+// A command pointed at a database no consumer has migrated is told so,
+// not only which table is missing.
+func TestErrors_NotMigrated(t *testing.T) {
+	t.Parallel()
+	s, err := postgres.Open(context.Background(), pgtest.NewEmptyDatabase(t), postgres.PoolConfig{MaxConns: 1})
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	_, err = s.ListLoads(context.Background(), 0, 10)
+	require.ErrorContains(t, err, `relation "loads" does not exist`)
+	require.ErrorContains(t, err, "migrations on creates the tables")
 }
