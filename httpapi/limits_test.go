@@ -21,6 +21,7 @@ import (
 
 	"github.com/viswals/viswals"
 	"github.com/viswals/viswals/auth"
+	"github.com/viswals/viswals/internal/wait"
 )
 
 // do sends a GET with the given Host header and returns the response,
@@ -330,7 +331,9 @@ func TestSSECapsOverHTTP(t *testing.T) {
 			// Closing a stream frees its slot once the handler has ended,
 			// which the gauge of open streams shows.
 			first.Body.Close()
-			waitFor(t, func() bool { return testutil.ToFloat64(e.api.metrics.sseSubscribers) == 1 })
+			wait.Until(t, time.Minute, "one stream left open", func() bool {
+				return testutil.ToFloat64(e.api.metrics.sseSubscribers) == 1
+			})
 			again := open()
 			defer again.Body.Close()
 			if again.StatusCode != 200 {
@@ -338,19 +341,6 @@ func TestSSECapsOverHTTP(t *testing.T) {
 			}
 			second.Body.Close()
 		})
-	}
-}
-
-// waitFor polls cond until it holds, for state that only shows from the
-// outside (a server goroutine finishing).
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -384,16 +374,23 @@ func TestSSEDropsAClientThatStopsReading(t *testing.T) {
 	defer conn.Close()
 	conn.(*net.TCPConn).SetReadBuffer(64 << 10) // the client's share, not under test
 	fmt.Fprintf(conn, "GET /users/sse HTTP/1.1\r\nHost: localhost\r\n\r\n")
+	// The stream must hold the only slot before the probes below start:
+	// a probe that came first would take the slot itself, succeed at once,
+	// and leave this stream refused and its connection idle.
+	wait.Until(t, time.Minute, "the stream to open", func() bool {
+		return testutil.ToFloat64(e.api.metrics.sseSubscribers) == 1
+	})
 	// Read nothing until the server has given up on the stream: its slot
-	// is free again.
-	waitFor(t, func() bool {
+	// is free again. A probe cut short (its own writes have the same short
+	// deadline, which a starved machine can miss) is tried again.
+	wait.For(t, time.Minute, "the stream's slot to be free", func() (bool, string) {
 		resp, err := http.Get(ts.URL + "/users/sse?limit=1")
 		if err != nil {
-			t.Fatal(err)
+			return false, err.Error()
 		}
-		io.Copy(io.Discard, resp.Body)
+		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return resp.StatusCode == http.StatusOK && err == nil, fmt.Sprintf("%s (%v)", resp.Status, err)
 	})
 	// What reached the client before the drop was what the buffers held.
 	got, err := io.Copy(io.Discard, bufio.NewReader(conn))
