@@ -125,7 +125,9 @@ func redisClient(t testing.TB) (*redis.Client, string) {
 	}
 	testenv.Service(t, "Redis", opts.Addr)
 	rdb := redis.NewClient(opts)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	// Generous: a first connection on a starved machine can be slow, and
+	// testenv.Service has already told an absent server apart.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		t.Fatalf("Redis must be running at %s: %v", u, err)

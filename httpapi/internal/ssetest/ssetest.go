@@ -14,8 +14,11 @@ import (
 	"time"
 )
 
-// Wait bounds every wait for an event.
-var Wait = 10 * time.Second
+// Wait bounds every wait for an event. It is generous: with Postgres
+// behind the feed, a write transaction anywhere on the server holds live
+// events back until it ends (see pgtest.HorizonWait), and a starved
+// machine is slow to deliver any of them.
+var Wait = 2 * time.Minute
 
 // Event is one event, or a comment, or the retry hint.
 type Event struct {
