@@ -253,7 +253,8 @@ func readSnapshot(t testing.TB, url string) int {
 // user whose data spans two lines, one whose JSON does not start with its
 // id, a leave, and an event cut off by a dropped connection, which must
 // be discarded. The page must then resume with the last applied id in
-// Last-Event-ID, after a refused attempt (a 503), and apply what follows.
+// Last-Event-ID, after a refused attempt (a 503), and apply what follows;
+// and once the server is gone, say it is offline.
 func TestBrowserPageStreamReader(t *testing.T) {
 	testenv.SkipShort(t, "drives headless Chromium")
 	e := newPGEnv(t, "", func(cfg *httpapi.Config) { cfg.AuthOff = true })
@@ -318,8 +319,16 @@ func TestBrowserPageStreamReader(t *testing.T) {
 		t.Errorf("user 3 (id not first in its JSON) shown as %q", cells)
 	}
 	mu.Lock()
-	defer mu.Unlock()
 	if want := []string{"?", "c5?", "c5?"}; fmt.Sprint(resumes) != fmt.Sprint(want) {
 		t.Errorf("requests resumed from %q, want %q: the last applied event, in Last-Event-ID", resumes, want)
+	}
+	mu.Unlock()
+
+	// The server gone: the page says it is offline, and keeps its rows.
+	srv.CloseClientConnections()
+	srv.Close()
+	p.waitJS("offline", `document.querySelector('#state').textContent === 'offline'`, 20*time.Second)
+	if ids := js[string](p, rowIDsJS); ids != "4,3,1" {
+		t.Errorf("rows %s once offline, want 4,3,1", ids)
 	}
 }
