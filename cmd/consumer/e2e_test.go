@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -164,6 +166,23 @@ func (e *testEnv) startConsumerWith(t *testing.T, client *http.Client) string {
 // flags), settings that override the test's, and a log of its own.
 func (e *testEnv) startProcess(t *testing.T, client *http.Client, args []string, override map[string]string, logs *logbuf.Buffer) string {
 	t.Helper()
+	// The consumer listens on a port found free just before, which another
+	// socket of the test process (an outgoing connection, say) may take
+	// first: the consumer then stops at once, and another port is tried.
+	for attempt := 1; ; attempt++ {
+		base, err := e.tryStartProcess(t, client, args, override, logs)
+		if err == nil {
+			return base
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 5 {
+			t.Fatalf("%v\n%s", err, logs.String())
+		}
+	}
+}
+
+// tryStartProcess is one attempt of startProcess, on a port of its own.
+func (e *testEnv) tryStartProcess(t *testing.T, client *http.Client, args []string, override map[string]string, logs *logbuf.Buffer) (string, error) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()
@@ -180,8 +199,12 @@ func (e *testEnv) startProcess(t *testing.T, client *http.Client, args []string,
 	go func() {
 		done <- run(ctx, args, func(k string) string { return vars[k] }, strings.NewReader(""), io.Discard, logs)
 	}()
+	exited := false
 	t.Cleanup(func() {
 		cancel()
+		if exited {
+			return
+		}
 		select {
 		case err := <-done:
 			assert.NoError(t, err, "consumer exit")
@@ -193,20 +216,26 @@ func (e *testEnv) startProcess(t *testing.T, client *http.Client, args []string,
 	if vars["TLS_CERT_FILE"] != "" {
 		base = "https://" + addr
 	}
-	wait.For(t, 30*time.Second, "consumer /healthz", func() (bool, string) {
+	// Generous: on a starved machine the consumer connects to its
+	// services and migrates its database slowly.
+	err = wait.Poll(2*time.Minute, "consumer /healthz", func() (bool, string, error) {
 		select {
 		case err := <-done:
-			t.Fatalf("consumer exited early: %v\n%s", err, logs.String())
+			exited = true
+			if err == nil {
+				err = errors.New("no error")
+			}
+			return false, "", fmt.Errorf("consumer exited early: %w", err)
 		default:
 		}
 		resp, err := client.Get(base + "/healthz")
 		if err != nil {
-			return false, err.Error()
+			return false, err.Error(), nil
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status
+		return resp.StatusCode == http.StatusOK, resp.Status, nil
 	})
-	return base
+	return base, err
 }
 
 // produce runs the producer binary on path and returns its stdout.
