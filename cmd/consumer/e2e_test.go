@@ -31,6 +31,7 @@ import (
 	"github.com/viswals/viswals/emailcrypt"
 	"github.com/viswals/viswals/internal/logbuf"
 	"github.com/viswals/viswals/internal/testenv"
+	"github.com/viswals/viswals/internal/testservers"
 	"github.com/viswals/viswals/internal/wait"
 	"github.com/viswals/viswals/postgres/pgtest"
 	"github.com/viswals/viswals/rabbitmq"
@@ -167,8 +168,8 @@ func (e *testEnv) startConsumerWith(t *testing.T, client *http.Client) string {
 func (e *testEnv) startProcess(t *testing.T, client *http.Client, args []string, override map[string]string, logs *logbuf.Buffer) string {
 	t.Helper()
 	// The consumer listens on a port found free just before, which another
-	// socket of the test process (an outgoing connection, say) may take
-	// first: the consumer then stops at once, and another port is tried.
+	// socket may take first: the consumer then stops at once, and another
+	// port is tried.
 	for attempt := 1; ; attempt++ {
 		base, err := e.tryStartProcess(t, client, args, override, logs)
 		if err == nil {
@@ -183,10 +184,9 @@ func (e *testEnv) startProcess(t *testing.T, client *http.Client, args []string,
 // tryStartProcess is one attempt of startProcess, on a port of its own.
 func (e *testEnv) tryStartProcess(t *testing.T, client *http.Client, args []string, override map[string]string, logs *logbuf.Buffer) (string, error) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testservers.FreePort()
 	require.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	vars := map[string]string{"CONSUMER_PORT": addr}
 	for k, v := range e.vars {
 		vars[k] = v

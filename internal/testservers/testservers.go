@@ -14,6 +14,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -365,14 +366,52 @@ func (n *Rabbit) Close() {
 
 // ---- helpers ----
 
-// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now.
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now,
+// for a server started next. It is picked at random below the kernel's
+// ephemeral range: a port from that range (what listening on port 0
+// gives) is handed to the next socket that listens on port 0 or connects
+// out, anywhere on the machine, and on a busy machine one of them may take
+// it before the server listens, which then fails with "address already in
+// use". Below the range only another explicit choice like this one can.
 func FreePort() (int, error) {
+	if low := ephemeralLow(); low-minFreePort >= 1000 {
+		for range 50 {
+			port := minFreePort + rand.IntN(low-minFreePort)
+			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+			if err != nil {
+				continue // in use
+			}
+			ln.Close()
+			return port, nil
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// minFreePort keeps FreePort above the ports that services commonly use.
+const minFreePort = 10000
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
+// default when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 32768
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return low
 }
 
 // env is a minimal environment plus set: the servers must not inherit
