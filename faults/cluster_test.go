@@ -227,7 +227,9 @@ func TestRabbitMQClusterThroughput(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		conn, err := pgConnect(ctx, s.pg.url())
 		if err == nil {
-			_, err = conn.Exec(ctx, "DROP TABLE IF EXISTS users CASCADE; DROP TABLE IF EXISTS schema_migrations")
+			// Each round starts from an empty schema, which its
+			// consumers migrate.
+			_, err = conn.Exec(ctx, "DROP SCHEMA public CASCADE; CREATE SCHEMA public")
 			conn.Close(ctx)
 		}
 		cancel()

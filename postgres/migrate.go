@@ -11,6 +11,8 @@ import (
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/viswals/viswals"
 )
 
 //go:embed migrations/*.sql
@@ -63,6 +65,15 @@ func Migrate(ctx context.Context, connURL string) error {
 		}
 	}()
 	if err := m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+		var dirty migrate.ErrDirty
+		if errors.As(err, &dirty) {
+			// golang-migrate marks a version dirty before applying it and
+			// leaves the mark when it fails; it then refuses to go on, and
+			// only a person can tell what the failed migration left.
+			return viswals.Errorf(viswals.EINVALID, "migrate: the schema is marked dirty at version %d: that migration failed part-way in an "+
+				"earlier run (its error was logged then); repair the schema, then record the last fully applied version: "+
+				"UPDATE schema_migrations SET version = <that version>, dirty = false", dirty.Version)
+		}
 		return classify("migrate: up", err)
 	}
 	return classify("migrate: up", ctx.Err())

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/viswals/viswals"
 	"github.com/viswals/viswals/postgres"
 	"github.com/viswals/viswals/postgres/pgtest"
 )
@@ -54,4 +55,35 @@ func TestMigrate_KeepsData(t *testing.T) {
 	require.NoError(t, postgres.Migrate(context.Background(), url))
 	_, err := s.Get(context.Background(), 1)
 	require.NoError(t, err)
+}
+
+// Migrations that cannot go on fail with what to do, and not as an outage
+// (which the consumer would wait out).
+func TestMigrate_Refused(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		setup string // on a migrated database, or an empty one with fresh
+		fresh bool
+		want  string
+	}{
+		{name: "dirty", setup: "UPDATE schema_migrations SET dirty = true",
+			want: "marked dirty at version 3"},
+		{name: "a table in the way", fresh: true, setup: "CREATE TABLE loads (id int)",
+			want: `relation "loads" already exists`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			url := pgtest.NewEmptyDatabase(t)
+			ctx := context.Background()
+			if !tc.fresh {
+				require.NoError(t, postgres.Migrate(ctx, url))
+			}
+			_, err := connect(t, url).Exec(ctx, tc.setup)
+			require.NoError(t, err)
+			err = postgres.Migrate(ctx, url)
+			require.ErrorContains(t, err, tc.want)
+			require.NotEqual(t, viswals.EUNAVAILABLE, viswals.ErrorCode(err))
+		})
+	}
 }

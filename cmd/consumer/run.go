@@ -413,13 +413,18 @@ func clearIfEmpty(ctx context.Context, store *postgres.Store, cache *rediscache.
 }
 
 // migrateWhenReachable runs the migrations, waiting for Postgres to come up
-// (as in a fresh docker compose) rather than failing at once.
+// (as in a fresh docker compose) rather than failing at once. Any other
+// failure (a migration refused, a dirty schema, a wrong password) is
+// returned: retrying would not change it.
 func migrateWhenReachable(ctx context.Context, url string, logger *slog.Logger) error {
 	wait := 200 * time.Millisecond
 	for {
 		err := postgres.Migrate(ctx, url)
 		if err == nil {
 			return nil
+		}
+		if viswals.ErrorCode(err) != viswals.EUNAVAILABLE {
+			return err
 		}
 		logger.Warn("migrations failed; retrying", "err", err, "retry_in", wait)
 		select {
