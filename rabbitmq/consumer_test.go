@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/viswals/viswals/internal/testenv"
 	"github.com/viswals/viswals/internal/wait"
 	"github.com/viswals/viswals/rabbitmq"
 	"github.com/viswals/viswals/rabbitmq/rmqtest"
@@ -339,6 +340,7 @@ func TestConsumerWaitsForBroker(t *testing.T) {
 // back once the consumer has been refused. A consumer that has connected
 // once retries that like an outage instead of exiting.
 func TestConsumerRetriesRefusalOnceConnected(t *testing.T) {
+	testenv.SkipShort(t, "it waits out the broker's refusals and the reconnection backoff")
 	t.Parallel()
 	url, queue := rmqtest.NewQueue(t)
 	user, userURL := rmqtest.NewUser(t, url)

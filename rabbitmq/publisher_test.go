@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/viswals/viswals"
+	"github.com/viswals/viswals/internal/testenv"
 	"github.com/viswals/viswals/internal/wait"
 	"github.com/viswals/viswals/rabbitmq"
 	"github.com/viswals/viswals/rabbitmq/rmqtest"
@@ -163,6 +164,7 @@ func TestPublisherRepublishesAfterConnectionLoss(t *testing.T) {
 // connected, a publisher retries the refusals of a restarting broker,
 // here made real by deleting its user and adding it back.
 func TestPublisherRetriesRefusalOnceConnected(t *testing.T) {
+	testenv.SkipShort(t, "it waits out the broker's refusals and the reconnection backoff")
 	t.Parallel()
 	url, queue := rmqtest.NewQueue(t)
 	user, userURL := rmqtest.NewUser(t, url)
