@@ -175,12 +175,18 @@ func TestRabbitMQClusterNodesKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	before1, before2 := c1.metric("viswals_rows_ingested_total"), c2.metric("viswals_rows_ingested_total")
 	cl.nodes[leader].kill()
 	t.Logf("killed %s, the leader of %s, with SIGKILL at %d users", cl.nodes[leader].node, s.queue, n)
 
-	// Publishing and ingestion go on without it.
+	// Publishing and ingestion go on without it, on both consumers: one
+	// that reconnected to another node gets deliveries there.
 	f.feed(0.5, 0.8)
 	n = s.waitRows(s.share(0.55), c1, c2)
+	wait.For(s.t, loadTimeout, "both consumers to ingest after the failover", func() (bool, string) {
+		a, b := c1.metric("viswals_rows_ingested_total"), c2.metric("viswals_rows_ingested_total")
+		return a > before1 && b > before2, fmt.Sprintf("%s: %.0f rows (%.0f before), %s: %.0f rows (%.0f before)", c1.name, a, before1, c2.name, b, before2)
+	})
 	f.wait()
 	if err := cl.nodes[leader].relaunch(); err != nil {
 		t.Fatal(err)
