@@ -82,7 +82,7 @@ func TestBrowserLivePage(t *testing.T) {
 	defer cancelAlloc()
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 120*time.Second)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 10*time.Minute) // the whole test, every step below
 	defer cancelTimeout()
 
 	text := func(sel string) string {
@@ -96,7 +96,7 @@ func TestBrowserLivePage(t *testing.T) {
 	// waitJS polls a JavaScript condition in the page.
 	waitJS := func(what, cond string) {
 		t.Helper()
-		wait.For(t, 20*time.Second, what, func() (bool, string) {
+		wait.For(t, browserWait, what, func() (bool, string) {
 			ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](cond))
 			if err != nil {
 				t.Fatalf("%s: %v", what, err)

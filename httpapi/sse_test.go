@@ -309,7 +309,7 @@ func TestSSENoLeaks(t *testing.T) {
 		c.Close()
 	}
 	// The hub stops reading once every stream is gone.
-	wait.For(t, 5*time.Second, "the hub to have no stream", func() (bool, string) {
+	wait.For(t, time.Minute, "the hub to have no stream", func() (bool, string) {
 		n := e.feed.Streams()
 		return n == 0, fmt.Sprintf("%d streams", n)
 	})
