@@ -456,7 +456,7 @@ func keys[V any](m map[string]V) []string {
 // the table already, so its row is final.
 func (s *stack) storedStableID() int64 {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	conn, err := pgConnect(ctx, s.pg.url())
 	if err != nil {

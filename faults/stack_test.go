@@ -330,7 +330,9 @@ func (s *stack) redisClient() redis.UniversalClient {
 
 // get does a GET on the consumer's HTTP server.
 func (c *consumer) get(path string) (int, []byte, error) {
-	client := http.Client{Timeout: 5 * time.Second}
+	// Generous: on a starved machine a healthy consumer can answer slowly;
+	// polls end at their own deadlines.
+	client := http.Client{Timeout: time.Minute}
 	req, err := http.NewRequest(http.MethodGet, "http://"+c.addr+path, nil)
 	if err != nil {
 		return 0, nil, err
@@ -486,7 +488,7 @@ func (s *stack) waitProducer(p *proc) {
 
 // rowCount counts the users table (0 while it does not exist yet).
 func (s *stack) rowCount() (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	conn, err := pgConnect(ctx, s.pg.url())
 	if err != nil {
