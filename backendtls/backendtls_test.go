@@ -324,7 +324,7 @@ func (e env) run(t *testing.T, bin string, args ...string) string {
 }
 
 func (e env) https() *http.Client {
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+	return &http.Client{Timeout: time.Minute, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: shared.ca.Pool()}, ForceAttemptHTTP2: true,
 	}}
 }

@@ -279,10 +279,10 @@ func TestCacheOutageDropsMissedEntriesWithoutFurtherWrites(t *testing.T) {
 	cache.mu.Lock()
 	cache.err = nil
 	cache.mu.Unlock()
-	wait.Until(t, 10*time.Second, "the missed entries to be dropped", func() bool {
+	wait.Until(t, time.Minute, "the missed entries to be dropped", func() bool {
 		cache.mu.Lock()
 		defer cache.mu.Unlock()
 		return len(cache.deleted) == 2
 	})
-	wait.Until(t, 10*time.Second, "the retry goroutine to end", func() bool { return !in.stale.draining.Load() })
+	wait.Until(t, time.Minute, "the retry goroutine to end", func() bool { return !in.stale.draining.Load() })
 }

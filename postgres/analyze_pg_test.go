@@ -21,7 +21,7 @@ func TestAnalyzeIfStale(t *testing.T) {
 	_, _, err = s.UpsertBatch(ctx, benchUsers(0, 1))
 	require.NoError(t, err)
 	// The server publishes its change counters within about a second.
-	wait.Until(t, 15*time.Second, "1000 new rows in a table never analyzed to trigger ANALYZE", func() bool {
+	wait.Until(t, 2*time.Minute, "1000 new rows in a table never analyzed to trigger ANALYZE", func() bool {
 		did, err := s.AnalyzeIfStale(ctx, 500, false)
 		require.NoError(t, err)
 		return did

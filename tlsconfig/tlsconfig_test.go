@@ -80,7 +80,7 @@ func serve(t *testing.T, cfg *tls.Config) string {
 			io.WriteString(w, r.Proto)
 		}),
 		TLSConfig:         cfg,
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: time.Minute,
 		ErrorLog:          log.New(io.Discard, "", 0), // refused handshakes, on purpose
 	}
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
@@ -95,7 +95,7 @@ func client(roots *x509.CertPool, cert *tlstest.Pair) *http.Client {
 	if cert != nil {
 		cfg.Certificates = []tls.Certificate{cert.TLS}
 	}
-	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}
+	return &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}
 }
 
 // served returns the serial number of the certificate the server at url
@@ -125,7 +125,7 @@ func TestServesHTTP2WithTLS12OrLater(t *testing.T) {
 	assert.Equal(t, "HTTP/2.0", string(body))
 	assert.GreaterOrEqual(t, resp.TLS.Version, uint16(tls.VersionTLS12))
 
-	old := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+	old := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{
 		RootCAs: c.ca.Pool(), MinVersion: tls.VersionTLS11, MaxVersion: tls.VersionTLS11,
 	}}}
 	_, err = old.Get(url)
@@ -222,18 +222,18 @@ func TestReloadsChangedFiles(t *testing.T) {
 	require.NoError(t, err)
 	install(t, renewed, certFile, keyFile)
 	want := renewed.TLS.Leaf.SerialNumber.String()
-	wait.For(t, 10*time.Second, "the renewed certificate to be served", func() (bool, string) {
+	wait.For(t, time.Minute, "the renewed certificate to be served", func() (bool, string) {
 		got := served(t, url, c.ca.Pool())
 		return got == want, "serial " + got
 	})
-	wait.For(t, 5*time.Second, "the reload to be logged", func() (bool, string) {
+	wait.For(t, time.Minute, "the reload to be logged", func() (bool, string) {
 		return strings.Contains(logs.String(), "TLS certificate reloaded"), logs.String()
 	})
 
 	// A key that does not match: the renewed pair stays, the error is logged.
 	before := len(logs.String())
 	install(t, tlstest.Pair{CertFile: renewed.CertFile, KeyFile: c.client.KeyFile}, certFile, keyFile)
-	wait.For(t, 5*time.Second, "the bad pair to be reported", func() (bool, string) {
+	wait.For(t, time.Minute, "the bad pair to be reported", func() (bool, string) {
 		return strings.Contains(logs.String()[before:], "still serving the previous certificate"), logs.String()[before:]
 	})
 	assert.Contains(t, logs.String()[before:], "private key does not match public key")

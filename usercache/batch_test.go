@@ -92,7 +92,7 @@ func TestBatcherCancelAndShortReply(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { _, err := b.get(ctx, 1); errc <- err }()
-	wait.For(t, 5*time.Second, "the round trip to be out", func() (bool, string) {
+	wait.For(t, time.Minute, "the round trip to be out", func() (bool, string) {
 		cache.mu.Lock()
 		defer cache.mu.Unlock()
 		return cache.calls == 1, fmt.Sprintf("%d calls", cache.calls)
@@ -111,7 +111,7 @@ func TestBatcherCancelAndShortReply(t *testing.T) {
 	if _, err := b.get(context.Background(), 1); viswals.ErrorCode(err) != viswals.EINTERNAL {
 		t.Fatalf("short reply: %v", err)
 	}
-	wait.For(t, 5*time.Second, "no round trip in flight", func() (bool, string) {
+	wait.For(t, time.Minute, "no round trip in flight", func() (bool, string) {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return b.inflight == 0, fmt.Sprintf("%d in flight", b.inflight)

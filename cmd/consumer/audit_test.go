@@ -16,7 +16,7 @@ func TestAuditWriter(t *testing.T) {
 	var out logbuf.Buffer
 	a := newAuditWriter(&out, 10*time.Millisecond)
 	a.Write([]byte("one\n"))
-	wait.For(t, 5*time.Second, "the line to be written out", func() (bool, string) {
+	wait.For(t, time.Minute, "the line to be written out", func() (bool, string) {
 		return out.String() == "one\n", out.String()
 	})
 
