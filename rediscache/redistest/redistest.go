@@ -41,7 +41,9 @@ func Client(t testing.TB) *redis.Client {
 	testenv.Service(t, "Redis", opts.Addr)
 	client := redis.NewClient(opts)
 	t.Cleanup(func() { client.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	// Generous: a first connection on a starved machine can be slow, and
+	// testenv.Service has already told an absent server apart.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := client.Ping(ctx).Err(); err != nil {
 		t.Fatalf("redistest: Redis does not answer at %s (set REDIS_URL): %v", opts.Addr, err)
