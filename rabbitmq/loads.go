@@ -86,38 +86,30 @@ func decodeSummary(d Delivery) (viswals.LoadSummary, error) {
 	return sum, nil
 }
 
-// loadOf reads the load id of d's headers, written by a Go producer as an
-// integer, by others maybe as a string.
-func loadOf(d Delivery) (int64, bool) {
-	switch v := d.Headers[HeaderLoad].(type) {
+// loadOf reads the load id of d's headers.
+func loadOf(d Delivery) (int64, bool) { return positiveHeader(d, HeaderLoad) }
+
+// rowsOf reads HeaderRows: false when it is missing or cannot be a count
+// of rows (a row takes more than a byte of a body).
+func rowsOf(d Delivery) (int64, bool) {
+	n, ok := positiveHeader(d, HeaderRows)
+	return n, ok && n <= MaxBodyBytes
+}
+
+// positiveHeader reads header name of d as an integer >= 1, written by a
+// Go producer as an integer, by others maybe as a decimal string (no
+// sign, as viswals.ParseLoadID reads it).
+func positiveHeader(d Delivery, name string) (int64, bool) {
+	switch v := d.Headers[name].(type) {
 	case int64:
 		return v, v > 0
 	case int32:
 		return int64(v), v > 0
 	case string:
-		id, err := viswals.ParseLoadID(v)
-		return id, err == nil
+		n, err := strconv.ParseUint(v, 10, 63)
+		return int64(n), err == nil && n > 0
 	}
 	return 0, false
-}
-
-// rowsOf reads HeaderRows: false when it is missing or cannot be a count
-// of rows (a row takes more than a byte of a body).
-func rowsOf(d Delivery) (int64, bool) {
-	var n int64
-	switch v := d.Headers[HeaderRows].(type) {
-	case int64:
-		n = v
-	case int32:
-		n = int64(v)
-	case string:
-		id, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return 0, false
-		}
-		n = id
-	}
-	return n, n > 0 && n <= MaxBodyBytes
 }
 
 // receiptOf is the receipt d's rows are counted under: its load, and its
